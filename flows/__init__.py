@@ -1,0 +1,1 @@
+"""Prefect flows: the thin orchestration edge around crawl2chat's stages."""

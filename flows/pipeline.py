@@ -1,0 +1,37 @@
+"""The whole pipeline as one Prefect flow: ``dvc repro`` rebuilds exactly the stale stages.
+
+DVC decides what is stale (code, data or params changed since ``dvc.lock``); each stage
+it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+
+from crawl2chat.paths import project_root
+
+
+@task(name="dvc-repro")
+def dvc_repro(root: str, force: bool = False) -> None:
+    dvc = Path(sys.executable).with_name("dvc")
+    command = [str(dvc if dvc.exists() else "dvc"), "repro", *(["--force"] if force else [])]
+    env = dict(os.environ)
+    # stage flows started by DVC report to this flow's API instead of starting their own
+    with get_client(sync_client=True) as client:
+        env.setdefault("PREFECT_API_URL", str(client.api_url))
+    subprocess.run(command, cwd=root, env=env, check=True)
+
+
+@flow(name="pipeline", description="crawl -> text -> tokens -> base -> sft via dvc repro")
+def pipeline(force: bool = False, root: str | None = None) -> None:
+    dvc_repro(root or str(project_root()), force=force)
+
+
+if __name__ == "__main__":
+    pipeline()

@@ -1,0 +1,30 @@
+"""One Prefect flow per stage. Each is a thin adapter around ``runner.execute``:
+the stage's pure core, quality gate, manifest and MLflow run live in the library.
+DVC calls them through ``crawl2chat stage NAME``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefect import flow
+
+from crawl2chat.paths import STAGES
+from crawl2chat.stages.runner import execute
+
+
+def _stage_flow(stage: str) -> Callable[[], dict[str, float]]:
+    @flow(name=stage, description=f"crawl2chat stage '{stage}'", log_prints=True,
+          validate_parameters=False)
+    def stage_flow() -> dict[str, float]:
+        return execute(stage)
+
+    return stage_flow
+
+
+FLOWS: dict[str, Callable[[], dict[str, float]]] = {name: _stage_flow(name) for name in STAGES}
+crawl, text, tokens, base, sft = (FLOWS[name] for name in STAGES)
+
+
+def run_stage_flow(stage: str) -> dict[str, float]:
+    return FLOWS[stage]()

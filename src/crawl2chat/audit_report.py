@@ -1,0 +1,35 @@
+"""Render ``lineage.audit`` for people (a table) or for programs (JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from crawl2chat.lineage import audit
+
+
+def print_audit(model_dir: Path, as_json: bool = False) -> int:
+    """Print the chain behind ``model_dir``; exit status 1 if any link fails its check."""
+    from rich.console import Console
+    from rich.table import Table
+
+    chain = audit(model_dir)
+    ok = all(link.run_found and link.inputs_match for link in chain)
+    if as_json:
+        print(json.dumps({"model": str(model_dir), "verified": ok,
+                          "chain": [dataclasses.asdict(link) for link in chain]}, indent=2))
+        return 0 if ok else 1
+    table = Table(title=f"Data and runs behind {model_dir}", show_lines=True)
+    for column in ("stage", "output", "MLflow run", "git revision", "inputs (sha256)", "check"):
+        table.add_column(column, overflow="fold")
+    for link in chain:
+        inputs = "\n".join(f"{name}  {info['digest'][:16]}" for name, info in link.inputs.items())
+        check = ("ok" if link.run_found and link.inputs_match
+                 else "run missing" if not link.run_found else "digest mismatch")
+        table.add_row(link.stage, link.folder, link.mlflow_run_id[:12],
+                      link.git_revision[:12], inputs, check)
+    Console().print(table)
+    print("verified: every link matches its MLflow run" if ok
+          else "NOT verified: see the check column")
+    return 0 if ok else 1

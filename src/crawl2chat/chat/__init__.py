@@ -1,0 +1,1 @@
+"""Chat: conversation loading, the chat template with loss masks, chatting with a model."""

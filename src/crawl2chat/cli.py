@@ -1,0 +1,164 @@
+"""The ``crawl2chat`` command line.
+
+Every command is a thin shell over a library function; heavy imports happen inside
+the command that needs them so that ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from crawl2chat import paths, runtime
+
+DESCRIPTION = """\
+crawl2chat: from a raw web crawl to a chat assistant, reproducibly.
+
+  raw crawl (WARC) -> filtered text -> tokens (BPE) -> base model (GPT) -> SFT chat model
+
+Each arrow is a DVC stage run as a Prefect flow, logged to MLflow and checked by a
+Great Expectations suite. Typical use:
+
+  crawl2chat run                          # compose conf/ and rebuild what is stale
+  crawl2chat run experiment=smoke         # the same with Hydra overrides
+  crawl2chat chat models/sft              # talk to the assistant
+  crawl2chat audit models/sft             # which data made this model
+"""
+
+
+def _cmd_compose(args: argparse.Namespace) -> int:
+    from crawl2chat import config
+
+    root = paths.project_root()
+    if not args.saved:
+        config.write_overrides(root, args.overrides)
+    tree = config.compose(root)
+    file = config.write_params(root, tree)
+    print(f"wrote {file.relative_to(root)} (overrides: {config.read_overrides(root) or 'none'})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from crawl2chat import config
+
+    root = paths.project_root()
+    config.write_overrides(root, args.overrides)
+    config.write_params(root, config.compose(root))
+    from flows.pipeline import pipeline
+
+    pipeline(force=args.force)
+    print("\nDone. Talk to the model:  crawl2chat chat models/sft")
+    print("Data behind it:           crawl2chat audit models/sft")
+    return 0
+
+
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from flows.stages import run_stage_flow
+
+    metrics = run_stage_flow(args.name)
+    print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from crawl2chat.audit_report import print_audit
+
+    return print_audit(Path(args.model_dir), as_json=args.json)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from crawl2chat.chat.session import run_chat
+
+    return run_chat(Path(args.model_dir), message=args.message,
+                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                    top_k=args.top_k, seed=args.seed)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from crawl2chat.model.generate import run_generate
+
+    return run_generate(Path(args.model_dir), prompt=args.prompt,
+                        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, seed=args.seed)
+
+
+def _sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                   help="stop after this many new tokens (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 means greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=50,
+                   help="sample among the k most likely tokens (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed gives the same text (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crawl2chat", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="compose the config and rebuild every stale stage",
+                       description="Save OVERRIDES to conf/overrides.yaml, compose conf/ into "
+                       "params.yaml, then run the pipeline flow (`dvc repro`): only stages "
+                       "whose code, data or params changed are rebuilt.")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help="Hydra overrides, e.g. experiment=smoke base.max_steps=100")
+    p.add_argument("--force", action="store_true", help="rebuild every stage")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("compose", help="resolve conf/ (+ overrides) into params.yaml",
+                       description="Compose the Hydra config in conf/ with OVERRIDES and write "
+                       "the resolved tree to params.yaml (what DVC and the stages read).")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides")
+    p.add_argument("--saved", action="store_true",
+                   help="use the overrides saved in conf/overrides.yaml (the DVC stage does)")
+    p.set_defaults(func=_cmd_compose)
+
+    p = sub.add_parser("stage", help="run one stage as a Prefect flow (what dvc.yaml calls)",
+                       description="Run one pipeline stage from params.yaml: "
+                       + ", ".join(paths.STAGES) + ". Writes its output folder atomically, "
+                       "checks it with its quality gate and logs an MLflow run.")
+    p.add_argument("name", choices=paths.STAGES, help="the stage to run")
+    p.set_defaults(func=_cmd_stage)
+
+    p = sub.add_parser("audit", help="name the data and runs behind a model",
+                       description="Walk the manifest chain from MODEL_DIR back to the crawl's "
+                       "WARC files, checking each link against the MLflow store.")
+    p.add_argument("model_dir", help="a stage output folder, e.g. models/sft")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("chat", help="talk to a chat model (interactive, or one --message)",
+                       description="Chat with an SFT model. Without --message: an interactive, "
+                       "multi-turn session (empty line or Ctrl-D ends it, /reset starts over). "
+                       "With --message: print one reply and exit.")
+    p.add_argument("model_dir", help="a model folder, e.g. models/sft")
+    p.add_argument("--message", "-m", help="send one message, print the reply, exit")
+    _sampling_args(p, max_new_tokens=200)
+    p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("generate", help="continue a text prompt with a model",
+                       description="Sample a continuation of PROMPT from a base (or SFT) model.")
+    p.add_argument("model_dir", help="a model folder, e.g. models/base")
+    p.add_argument("--prompt", "-p", required=True, help="the text to continue")
+    _sampling_args(p, max_new_tokens=100)
+    p.set_defaults(func=_cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runtime.configure()
+    from crawl2chat.errors import report_errors
+
+    with report_errors():
+        return int(args.func(args) or 0)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

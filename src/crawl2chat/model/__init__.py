@@ -1,0 +1,1 @@
+"""The GPT model: plain nn.Module, its LightningModule, generation and export."""

@@ -1,0 +1,113 @@
+"""Run one stage under the stage contract.
+
+``execute(stage)``: read the stage's params section into its ``Cfg``, run the pure core
+into a temporary folder, run the stage's quality gate on it, write ``manifest.json``,
+then swap the temporary folder into place (so an interrupted or failed stage never
+leaves a half output for DVC to cache), write the DVC metrics file and close the
+MLflow run that records all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from crawl2chat import config, lineage, paths, stages
+from crawl2chat.digest import file_digest, folder_digest
+
+log = logging.getLogger("crawl2chat")
+
+
+class StageError(RuntimeError):
+    """A stage cannot run or its output failed a check; the message says why."""
+
+
+def git_revision(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out + ("-dirty" if dirty else "")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    file = folder / paths.MANIFEST
+    if not file.exists():
+        raise StageError(f"{folder} has no {paths.MANIFEST}: run its stage first "
+                         f"(`dvc repro` or `crawl2chat stage NAME`)")
+    return json.loads(file.read_text())
+
+
+def execute(stage: str, root: Path | None = None) -> dict[str, float]:
+    """Run ``stage`` end to end; return its metrics."""
+    from crawl2chat.quality import gate
+
+    root = (root or paths.project_root()).resolve()
+    module = stages.load(stage)
+    section = config.load_params(root).get(stage)
+    if section is None:
+        raise StageError(f"params.yaml has no '{stage}' section: run `crawl2chat compose`")
+    cfg = config.build(module.Cfg, section, stage)
+
+    in_dir = paths.stage_input(stage, root)
+    inputs: dict[str, dict[str, str]] = {}
+    if in_dir is not None:
+        upstream = read_manifest(in_dir)
+        inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = {
+            "digest": folder_digest(in_dir), "kind": "stage",
+            "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+    external = getattr(module, "external_inputs", None)
+    for file in (external(cfg, root) if external else []):
+        rel = os.path.relpath(file, root)
+        inputs[rel] = {"digest": file_digest(file), "kind": "file"}
+
+    out_dir = paths.stage_output(stage, root)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    started = time.time()
+    with lineage.stage_run(stage, section, inputs, root) as run:
+        try:
+            metrics = module.run(cfg, in_dir, tmp)
+            gate(stage, tmp, cfg)
+            manifest = {
+                "stage": stage,
+                "params_hash": config.section_hash(section),
+                "git_revision": git_revision(root),
+                "inputs": inputs,
+                "records": metrics.get("records"),
+                "tokens": metrics.get("tokens"),
+                "wall_time_s": round(time.time() - started, 3),
+                "mlflow_run_id": run.run_id,
+                "created_unix": int(time.time()),
+            }
+            (tmp / paths.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _swap_into_place(tmp, out_dir)
+        metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        metrics["wall_time_s"] = manifest["wall_time_s"]
+        run.finish(metrics, out_dir, folder_digest(out_dir))
+    metrics_file = paths.metrics_file(stage, root)
+    metrics_file.parent.mkdir(exist_ok=True)
+    metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``tmp``; the old output is removed only after the rename."""
+    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)

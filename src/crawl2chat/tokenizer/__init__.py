@@ -1,0 +1,1 @@
+"""Byte-level BPE: training, special tokens, encoding into shards, compression report."""

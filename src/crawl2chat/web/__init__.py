@@ -1,0 +1,1 @@
+"""The web-data side: WARC input/output, HTML extraction, language ID, filters, dedup."""
