@@ -22,6 +22,8 @@ def dvc_repro(root: str, force: bool = False) -> None:
     dvc = Path(sys.executable).with_name("dvc")
     command = [str(dvc if dvc.exists() else "dvc"), "repro", *(["--force"] if force else [])]
     env = dict(os.environ)
+    # DVC runs `crawl2chat stage NAME` through a shell: it must find this environment's bin/
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # stage flows started by DVC report to this flow's API instead of starting their own
     with get_client(sync_client=True) as client:
         env.setdefault("PREFECT_API_URL", str(client.api_url))

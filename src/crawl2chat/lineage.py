@@ -51,8 +51,8 @@ class StageRun:
 
 
 def _input_dataset(name: str, digest: str, root: Path) -> Any:
-    from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
 
     # a plain source URI that names the file or folder inside the project
     source = HTTPDatasetSource(url=(root / name).resolve().as_uri())

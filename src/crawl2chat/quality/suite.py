@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class Table:
 
 
 _context: Any = None
+_names = itertools.count()
 
 
 def _gx_context() -> Any:
@@ -47,11 +49,8 @@ def validate(stage: str, tables: list[Table]) -> list[str]:
     failures: list[str] = []
     passed: list[str] = []
     for table in tables:
-        source_name = f"{stage}-{table.name}"
-        try:
-            context.data_sources.delete(source_name)
-        except Exception:  # noqa: BLE001 - absent on first use
-            pass
+        # the context lives for the process: a fresh source name per validation
+        source_name = f"{stage}-{table.name}-{next(_names)}"
         asset = context.data_sources.add_pandas(source_name).add_dataframe_asset(table.name)
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
             batch_parameters={"dataframe": table.frame})

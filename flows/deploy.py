@@ -1,0 +1,71 @@
+"""A scheduled Prefect deployment of the pipeline, cron and name from ``conf/deploy``.
+
+Scheduled runs need a Prefect server and a process that executes them:
+
+    prefect server start                                   # terminal 1 (UI on :4200)
+    export PREFECT_API_URL=http://127.0.0.1:4200/api       # terminal 2
+    python flows/deploy.py --serve                         # register + execute on schedule
+
+Without ``--serve`` the deployment is only registered (``apply``), for a worker or a
+later ``serve`` to pick up. Each run is ``dvc repro``: only stale stages rebuild.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crawl2chat import config, runtime
+from crawl2chat.paths import project_root
+
+
+@dataclass
+class DeployCfg:
+    """The ``deploy`` section of params.yaml."""
+
+    name: str = "crawl2chat-nightly"
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+
+
+def load_cfg(root: Path) -> DeployCfg:
+    return config.build(DeployCfg, config.load_params(root).get("deploy"), "deploy")
+
+
+def build_deployment(cfg: DeployCfg, root: Path) -> Any:
+    """The pipeline flow as a RunnerDeployment on ``cfg.cron``, rebuilding ``root``."""
+    from prefect.schedules import Cron
+
+    from flows.pipeline import pipeline
+
+    return pipeline.to_deployment(
+        name=cfg.name, schedule=Cron(cfg.cron, timezone=cfg.timezone),
+        parameters={"root": str(root)}, tags=["crawl2chat"],
+        description=f"crawl2chat pipeline in {root}, on cron '{cfg.cron}' ({cfg.timezone})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--serve", action="store_true",
+                        help="stay running and execute the scheduled runs (Ctrl-C stops)")
+    args = parser.parse_args(argv)
+    runtime.configure()
+    root = project_root()
+    cfg = load_cfg(root)
+    deployment = build_deployment(cfg, root)
+    if args.serve:
+        from prefect import serve
+
+        serve(deployment)
+        return 0
+    deployment_id = deployment.apply()
+    print(f"registered deployment pipeline/{cfg.name} ({deployment_id}) on cron "
+          f"'{cfg.cron}' {cfg.timezone}; run `python flows/deploy.py --serve` to execute it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
