@@ -1,0 +1,117 @@
+"""Quality gate of the ``text`` stage.
+
+In: the stage's output folder (``documents.parquet``, ``removed.parquet``,
+``counts.json``) and the stage's ``Cfg``. Out: GX tables that must hold before the
+documents are committed:
+
+- ``documents_schema`` / ``removed_schema`` (one row per contract column): present,
+  with the right kind (text or float).
+- ``documents``: at least one; unique ``doc_id``; no exact duplicate texts (same
+  normalised hash); no empty text; every language configured and
+  every score in [0, 1] and at or above its language's minimum (``score_margin >= 0``).
+- ``removed``: unique ids; every row names a known step (``url:``, ``extract:``,
+  ``lang:`` ... ``mix:``) and why.
+- ``pii``: no e-mail, public IP or phone number left in any kept text.
+- ``language_mix`` (one row per configured language, when ``balance_mix``): the achieved
+  share is within ``mix_tolerance`` of the target.
+- ``accounting`` (one row): kept + removed equals the pages read, and no page is both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+
+from crawl2chat.quality.suite import Table
+from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, DOCUMENTS, REMOVED, REMOVED_COLUMNS
+from crawl2chat.web.dedup import text_hash
+
+E = gx.expectations
+REASON = r"^(?:url|extract|lang|gopher_rep|gopher_quality|c4|fineweb|dedup|mix|pii):[a-z0-9_-]+"
+
+
+def tables(out_dir: Path, cfg: Any) -> list[Table]:
+    docs = pd.read_parquet(out_dir / DOCUMENTS)
+    gone = pd.read_parquet(out_dir / REMOVED)
+    counts = json.loads((out_dir / COUNTS).read_text()) if (out_dir / COUNTS).is_file() else {}
+    languages: dict[str, float] = dict(cfg.min_scores)
+
+    checked = docs.copy()
+    if {"text", "lang", "lang_score"} <= set(docs):
+        checked["text_hash"] = docs["text"].fillna("").map(text_hash)
+        checked["text_chars"] = docs["text"].fillna("").str.len()  # numbers read better
+        checked["score_margin"] = docs["lang_score"] - docs["lang"].map(languages).fillna(2.0)
+    doc_checks = [
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        *[E.ExpectColumnValuesToNotBeNull(column=c) for c in DOC_COLUMNS],
+        E.ExpectColumnValuesToBeUnique(column="doc_id"),
+        E.ExpectColumnValuesToBeUnique(column="text_hash"),
+        E.ExpectColumnValuesToBeBetween(column="text_chars", min_value=1),
+        E.ExpectColumnValuesToBeInSet(column="lang", value_set=sorted(languages)),
+        E.ExpectColumnValuesToBeBetween(column="lang_score", min_value=0.0, max_value=1.0),
+        E.ExpectColumnValuesToBeBetween(column="score_margin", min_value=0.0),
+        E.ExpectColumnValuesToMatchRegex(column="url", regex=r"^https?://"),
+    ]
+    removed_checks = [
+        *[E.ExpectColumnValuesToNotBeNull(column=c) for c in ("doc_id", "reason")],
+        E.ExpectColumnValuesToBeUnique(column="doc_id"),
+        E.ExpectColumnValuesToMatchRegex(column="reason", regex=REASON),
+    ]
+    kept_ids = set(docs.get("doc_id", []))
+    accounting = pd.DataFrame([{
+        "docs_in": int(counts.get("docs_in", -1)),
+        "accounted": len(docs) + len(gone),
+        "in_both": len(kept_ids & set(gone.get("doc_id", []))),
+    }])
+    accounting_checks = [
+        E.ExpectColumnPairValuesToBeEqual(column_A="docs_in", column_B="accounted"),
+        E.ExpectColumnValuesToBeInSet(column="in_both", value_set=[0]),
+    ]
+    tables_ = [
+        Table("documents_schema", _schema(docs, DOC_COLUMNS), _schema_checks()),
+        Table("removed_schema", _schema(gone, REMOVED_COLUMNS), _schema_checks()),
+        Table("documents", checked, doc_checks),
+        Table("removed", gone, removed_checks),
+        Table("accounting", accounting, accounting_checks),
+        Table("pii", _pii_left(docs, cfg),
+              [E.ExpectColumnValuesToBeInSet(column="pii_left", value_set=[0])]),
+    ]
+    if cfg.balance_mix and "mix" not in cfg.skip_steps and "lang" in docs:
+        achieved = docs["lang"].value_counts(normalize=True)
+        gaps = pd.DataFrame([{"lang": lang, "gap": abs(achieved.get(lang, 0.0) - share)}
+                             for lang, share in cfg.shares.items()])
+        tables_.append(Table("language_mix", gaps, [E.ExpectColumnValuesToBeBetween(
+            column="gap", min_value=0.0, max_value=cfg.mix_tolerance)]))
+    return tables_
+
+
+def _pii_left(docs: pd.DataFrame, cfg: Any) -> pd.DataFrame:
+    """Per kept document, how many e-mails, public IPs and phone numbers remain."""
+    texts = docs["text"].fillna("") if "text" in docs else pd.Series([], dtype=str)
+    left = [len(cfg.pii.find(t)) for t in texts]
+    return pd.DataFrame({"pii_left": left or [0]})
+
+
+def _kind(series: pd.Series) -> str:
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    if pd.api.types.is_string_dtype(series) or pd.api.types.is_object_dtype(series):
+        return "text"
+    return str(series.dtype)
+
+
+def _schema(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    expected = {c: "float" if c == "lang_score" else "text" for c in columns}
+    rows = [{"column": c, "kind": _kind(frame[c]) if c in frame else "missing",
+             "expected": kind} for c, kind in expected.items()]
+    rows += [{"column": c, "kind": "unexpected", "expected": "absent"}
+             for c in frame.columns if c not in expected]
+    return pd.DataFrame(rows, columns=["column", "kind", "expected"])
+
+
+def _schema_checks() -> list[Any]:
+    return [E.ExpectColumnPairValuesToBeEqual(column_A="kind", column_B="expected")]

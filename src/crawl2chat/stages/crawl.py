@@ -1,0 +1,224 @@
+"""Stage ``crawl``: the pipeline's entry point for web data.
+
+In: with ``source: warc`` (the default), the WARC files that ``sources`` names (paths or
+globs relative to the project root; by default the bundled sample
+``data/demo/web/*.warc.gz``). With ``source: crawler``, the pages the polite crawler
+(:mod:`crawl2chat.web.crawler`) fetches from ``crawler.seeds``; its raw archive (request
+and response records of every exchange) is kept as ``raw/crawler-00000.warc.gz`` and is
+then read exactly like a WARC source.
+Out (``data/crawl/``): the HTML responses with status 2xx, copied record by record (same
+WARC-Record-ID, URL and date) into ``crawl-NNNNN.warc.gz`` shards; ``index.parquet``
+with one row per copied record (``offset``/``length``: where its gzip member sits in
+``warc_file``, so one record can be read without the rest; ``source_file``: the input
+WARC it came from); ``report.md``. Damaged records, other record types, other media
+types, other statuses and repeated record ids are counted skips.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crawl2chat import paths
+from crawl2chat.config import ConfigError
+from crawl2chat.errors import InputError
+from crawl2chat.web.crawler import CrawlerSettings, CrawlStats
+from crawl2chat.web.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+SHARD = "crawl-{:05d}.warc.gz"
+INDEX = "index.parquet"
+RAW_CRAWL = "raw/crawler-00000.warc.gz"
+SOURCES = ("warc", "crawler")
+INDEX_COLUMNS = ("record_id", "url", "warc_file", "offset", "status", "content_type", "length",
+                 "source_file")
+
+
+@dataclass
+class Cfg:
+    """Where the pages come from (WARC files or the crawler) and how to shard the copy."""
+
+    source: str = "warc"
+    sources: list[str] = field(default_factory=lambda: ["data/demo/web/*.warc.gz"])
+    crawler: CrawlerSettings = field(default_factory=CrawlerSettings)
+    max_records: int | None = None  # stop after this many kept records (smoke runs)
+    records_per_shard: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"crawl.source: one of {list(SOURCES)}, got {self.source!r}")
+        if self.source == "crawler" and not self.crawler.seeds:
+            raise ConfigError("crawl.crawler.seeds: source 'crawler' needs at least one seed URL")
+        if not self.sources or not all(isinstance(s, str) and s for s in self.sources):
+            raise ConfigError("crawl.sources: give a list of WARC paths or globs")
+        if self.max_records is not None and self.max_records < 1:
+            raise ConfigError(f"crawl.max_records: must be >= 1 or null, got {self.max_records}")
+        if self.records_per_shard < 1:
+            raise ConfigError(f"crawl.records_per_shard: must be >= 1, got "
+                              f"{self.records_per_shard}")
+
+
+def resolve_sources(cfg: Cfg, root: Path) -> list[Path]:
+    """Every file the source patterns match, sorted and without repeats."""
+    files: dict[Path, None] = {}
+    for pattern in cfg.sources:
+        full = pattern if os.path.isabs(pattern) else str(root / pattern)
+        matches = sorted(Path(p).resolve() for p in glob.glob(full, recursive=True)
+                         if Path(p).is_file())
+        if not matches:
+            raise InputError(f"crawl.sources: no WARC file matches {pattern!r} "
+                             f"(looked in {root})")
+        files.update(dict.fromkeys(matches))
+    return list(files)
+
+
+def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
+    """The input files to fingerprint: the WARC sources; none for a live crawl (its seeds
+    are in the params and the report)."""
+    return resolve_sources(cfg, root) if cfg.source == "warc" else []
+
+
+def crawl_into(cfg: Cfg, out_dir: Path) -> tuple[Path, CrawlStats]:
+    """Run the crawler into ``out_dir/raw``; the raw WARC and what the crawl did."""
+    from crawl2chat.web.crawler import Crawler
+    from crawl2chat.web.politeness import blocklist_filter
+
+    raw = out_dir / RAW_CRAWL
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    stats = Crawler(cfg.crawler, blocklist_filter(cfg.crawler)).crawl(raw)
+    return raw, stats
+
+
+def skip_reason(response: WarcResponse, seen_ids: set[str]) -> str | None:
+    """Why a response is not copied, or None to copy it."""
+    if not 200 <= response.status < 300:
+        return f"status:{response.status}"
+    if response.mime_type not in HTML_TYPES:
+        return f"type:{response.mime_type or 'none'}"
+    if not response.payload:
+        return "empty_payload"
+    if not response.record_id or response.record_id in seen_ids:
+        return "duplicate_record_id"
+    return None
+
+
+def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
+    """Copy the HTML responses; metrics: records, tokens (whitespace words of the HTML)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    crawled: CrawlStats | None = None
+    if cfg.source == "crawler":
+        raw, crawled = crawl_into(cfg, out_dir)
+        # names in the index and report are relative to the stage output for a crawl
+        root, sources = out_dir, [raw]
+    else:
+        root = paths.project_root()
+        sources = resolve_sources(cfg, root)
+    stats = ReadStats()
+    skipped: Counter[str] = Counter()
+    seen: set[str] = set()
+    rows: list[dict[str, object]] = []
+    writer: WarcShardWriter | None = None
+    tokens = 0
+    try:
+        for source, response in tqdm(_responses(sources, stats), desc="crawl", unit="rec",
+                                     leave=False):
+            reason = skip_reason(response, seen)
+            if reason:
+                skipped[reason] += 1
+                continue
+            if writer is None or writer.records >= cfg.records_per_shard:
+                if writer is not None:
+                    writer.close()
+                writer = WarcShardWriter(out_dir / SHARD.format(len(rows) // cfg.records_per_shard))
+            offset, length = writer.write(
+                response.url, response.payload, status=response.status,
+                headers=response.headers, record_id=response.record_id, date=response.date)
+            seen.add(response.record_id)
+            tokens += len(response.payload.split())
+            rows.append({"record_id": response.record_id, "url": response.url,
+                         "warc_file": writer.path.name, "offset": offset,
+                         "status": response.status, "content_type": response.mime_type,
+                         "length": length, "source_file": _relative(source, root)})
+            if cfg.max_records is not None and len(rows) >= cfg.max_records:
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+    if not rows:
+        raise InputError(f"stage crawl: no HTML response record with status 2xx in "
+                         f"{[_relative(s, root) for s in sources]} (skipped: "
+                         f"{dict(skipped + stats.skipped)})")
+    index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).astype(
+        {"offset": "int64", "status": "int64", "length": "int64"})
+    index.to_parquet(out_dir / INDEX, index=False)
+    shard_bytes = sum(p.stat().st_size for p in out_dir.glob("*.warc.gz"))
+    _write_report(out_dir, index, sources, root, stats, skipped, shard_bytes)
+    crawl_metrics = {}
+    if crawled is not None:
+        _write_crawl_report(out_dir, cfg.crawler, crawled)
+        crawl_metrics = {"crawl_requests": len(crawled.requested), "crawl_pages": crawled.pages,
+                         "crawl_refused": len(crawled.refused),
+                         "crawl_waited_s": crawled.waited_s}
+    return {**crawl_metrics, "records": len(index), "tokens": tokens, "bytes": shard_bytes,
+            "source_files": len(sources), "responses_in": stats.responses,
+            "skipped_damaged": sum(stats.skipped.values()),
+            "skipped_filtered": sum(skipped.values())}
+
+
+def _write_crawl_report(out_dir: Path, settings: CrawlerSettings, crawled: CrawlStats) -> None:
+    """Append the crawl's seeds, limits and outcomes to the report."""
+    lines = ["", "## crawler", "", "Seeds:", *[f"- {seed}" for seed in settings.seeds], "",
+             f"Allowed domains: {', '.join(settings.domains())}; max depth {settings.max_depth}, "
+             f"max pages {settings.max_pages}, {settings.delay_s:g} s between requests to a "
+             f"host, timeout {settings.timeout_s:g} s, user agent `{settings.user_agent}`.", "",
+             f"Requests sent: {len(crawled.requested)} ({crawled.pages} pages, "
+             f"{len(crawled.robots)} robots.txt); HTML pages stored: {crawled.stored}; "
+             f"time spent waiting between requests: {crawled.waited_s:g} s.", "",
+             "| not stored because | URLs |", "|---|---|"]
+    lines += [f"| {why} | {n} |" for why, n in crawled.skipped.most_common()] or ["| - | 0 |"]
+    lines += ["", "| redirect from | to | status |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {code} |" for a, b, code in crawled.redirects] or ["| - | - | - |"]
+    with (out_dir / "report.md").open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def _responses(sources: list[Path], stats: ReadStats) -> Iterator[tuple[Path, WarcResponse]]:
+    for source in sources:
+        for response in iter_responses(source, stats):
+            yield source, response
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _write_report(out_dir: Path, index: pd.DataFrame, sources: list[Path], root: Path,
+                  stats: ReadStats, skipped: Counter[str], shard_bytes: int) -> None:
+    hosts = index["url"].str.extract(r"^https?://([^/]+)", expand=False).value_counts()
+    per_source = index["source_file"].value_counts()
+    lines = ["# crawl", "",
+             f"Copied **{len(index)}** HTML responses from {len(sources)} WARC file(s) into "
+             f"{index['warc_file'].nunique()} shard(s) ({shard_bytes:,} bytes).", "",
+             "| source file | records copied |", "|---|---|"]
+    lines += [f"| {_relative(s, root)} | {per_source.get(_relative(s, root), 0)} |"
+              for s in sources]
+    lines += ["", f"Records read: {stats.records} ({stats.responses} responses).", "",
+              "| skipped because | records |", "|---|---|"]
+    every_skip = Counter({f"damaged:{k}": v for k, v in stats.skipped.items()}) + skipped
+    lines += [f"| {reason} | {n} |" for reason, n in every_skip.most_common()] or ["| - | 0 |"]
+    lines += ["", "| host | records |", "|---|---|"]
+    lines += [f"| {host} | {n} |" for host, n in hosts.items()]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")

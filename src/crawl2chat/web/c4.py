@@ -1,0 +1,70 @@
+"""The C4 rules (Raffel et al. 2020, as datatrove's ``C4QualityFilter`` applies them).
+
+In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep; ``doc.text`` is rewritten
+without the lines the rules remove) or ``lorem_ipsum``, ``curly_bracket`` or
+``too_few_sentences``. Per line: lines with a word over ``max_word_length`` characters,
+with fewer than ``min_words_per_line`` words, mentioning javascript or a cookie/terms
+policy are removed; citation marks (``[1]``, ``[edit]``) are cut. FineWeb switches off
+C4's terminal-punctuation rule (a line must end in ``.?!"'``), so it is off by default
+here too and can be switched on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from crawl2chat.web.steps import Doc
+from crawl2chat.web.words import sentences
+
+CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+END_PUNCTUATION = (".", "?", "!", '"', "'")
+POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
+          "use cookies"]
+
+
+@dataclass
+class C4:
+    """C4's line filters and its three document-level drops."""
+
+    name: str = field(default="c4", init=False)
+    terminal_punctuation: bool = False  # FineWeb: off
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    lorem_ipsum: bool = True
+    javascript: bool = True
+    curly_bracket: bool = True
+    policy: bool = True
+    policy_phrases: list[str] = field(default_factory=lambda: list(POLICY))
+
+    def __call__(self, doc: Doc) -> str | None:
+        kept: list[str] = []
+        n_sentences = 0
+        for raw in doc.text.splitlines():
+            line = raw.strip()
+            line_words = line.split()
+            if self.max_word_length >= 0 and any(len(w) > self.max_word_length
+                                                 for w in line_words):
+                continue
+            line = CITATION.sub("", line)
+            if self.terminal_punctuation and (not line.endswith(END_PUNCTUATION)
+                                              or line.endswith("...")):
+                continue
+            if len(line_words) < self.min_words_per_line:
+                continue
+            lower = line.lower()
+            if self.lorem_ipsum and "lorem ipsum" in lower:
+                return "lorem_ipsum"
+            if self.javascript and "javascript" in lower:
+                continue
+            if self.curly_bracket and "{" in line:
+                return "curly_bracket"
+            if self.policy and any(p in lower for p in self.policy_phrases):
+                continue
+            n_sentences += len(sentences(line))
+            kept.append(line)
+        if n_sentences < self.min_num_sentences:
+            return "too_few_sentences"
+        doc.text = "\n".join(kept).strip()
+        return None

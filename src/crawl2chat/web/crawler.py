@@ -1,0 +1,262 @@
+"""A polite, single-threaded crawler from seed URLs into a standard WARC file.
+
+In: :class:`CrawlerSettings` (seeds, limits, pacing) and an optional URL filter (the
+FineWeb blocklist, see :func:`blocklist_filter`). Out: a WARC/1.1 file with one gzip
+member per record: a ``warcinfo`` record, then a ``request`` + ``response`` pair for
+every exchange (robots.txt, redirects, errors and HTML pages alike; the pair points at
+each other with WARC-Concurrent-To and carries WARC-IP-Address), and
+:class:`CrawlStats` saying what was fetched, skipped and refused, and why.
+
+Every URL, seeds and redirect targets included, passes the same checks before a byte is
+sent: http(s) only, inside the allowed domains, not blocklisted, resolving to a public
+address (unless ``allow_private``), allowed by the site's robots.txt. Requests to one
+host are spaced by ``delay_s`` (or the site's Crawl-delay, if longer). Responses of a
+media type other than HTML are closed unread and counted, not stored.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from crawl2chat.config import ConfigError
+from crawl2chat.web.fetch import REDIRECTS, Exchange, FetchError, fetch
+from crawl2chat.web.links import charset_of, extract_links, normalize
+from crawl2chat.web.politeness import HostPacer, Refused, RobotsRules, resolve_public
+
+log = logging.getLogger("crawl2chat.crawler")
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+USER_AGENT = "crawl2chat/0.1 (research crawler for language-model data; obeys robots.txt)"
+
+
+@dataclass
+class CrawlerSettings:
+    """``crawl.crawler`` in the config: where to start and how far and fast to go."""
+
+    seeds: list[str] = field(default_factory=list)
+    max_depth: int = 2  # links followed from a seed (seed = depth 0)
+    max_pages: int = 100  # URLs requested from the frontier (redirect hops not counted)
+    allowed_domains: list[str] = field(default_factory=list)  # empty: the seeds' hosts
+    delay_s: float = 1.0  # minimum seconds between two requests to one host
+    timeout_s: float = 10.0  # connect / wait-for-data limit per request
+    allow_private: bool = False  # crawl private, loopback and link-local addresses
+    user_agent: str = USER_AGENT
+    max_redirects: int = 5
+    max_bytes: int = 5_000_000  # larger bodies are dropped as too_large
+    blocklist: bool = True  # check URLs against FineWeb's blocklist before fetching
+    blocked_domains: list[str] = field(default_factory=list)  # added to the blocklist
+
+    def __post_init__(self) -> None:
+        for seed in self.seeds:
+            if urlsplit(seed).scheme not in ("http", "https") or not urlsplit(seed).hostname:
+                raise ConfigError(f"crawl.crawler.seeds: not an http(s) URL: {seed!r}")
+        for name in ("max_depth", "max_redirects"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"crawl.crawler.{name}: must be >= 0")
+        for name in ("max_pages", "max_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"crawl.crawler.{name}: must be >= 1")
+        if self.delay_s < 0 or self.timeout_s <= 0:
+            raise ConfigError("crawl.crawler: delay_s must be >= 0 and timeout_s > 0")
+        if not self.user_agent.strip():
+            raise ConfigError("crawl.crawler.user_agent: must name the crawler")
+
+    def domains(self) -> list[str]:
+        """The allowed domains, lower case; the seeds' hosts when none are configured."""
+        chosen = self.allowed_domains or [urlsplit(s).hostname or "" for s in self.seeds]
+        return sorted({d.lower().strip(".") for d in chosen if d})
+
+
+@dataclass
+class CrawlStats:
+    """What a crawl did. ``requested``: every URL a request went to, in order."""
+
+    requested: list[str] = field(default_factory=list)
+    pages: int = 0  # frontier URLs that got at least one request
+    stored: int = 0  # 2xx HTML responses written
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> URLs
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (url, why), never requested
+    redirects: list[tuple[str, str, int]] = field(default_factory=list)  # (from, to, status)
+    robots: dict[str, int | None] = field(default_factory=dict)  # origin -> robots.txt status
+    waited_s: float = 0.0  # time spent pacing
+
+
+class Crawler:
+    """Breadth-first crawl of ``settings.seeds``; see the module docstring for the rules."""
+
+    def __init__(self, settings: CrawlerSettings,
+                 url_filter: Callable[[str], str | None] | None = None,
+                 pacer: HostPacer | None = None) -> None:
+        self.settings = settings
+        self.url_filter = url_filter
+        self.pacer = pacer or HostPacer(settings.delay_s)
+        self.domains = settings.domains()
+        self.stats = CrawlStats()
+        self._robots: dict[str, RobotsRules] = {}
+        self._writer: WARCWriter | None = None
+
+    def crawl(self, warc_path: Path) -> CrawlStats:
+        """Crawl into ``warc_path`` (created or replaced); return the statistics."""
+        s = self.settings
+        frontier = deque((normalize(seed), 0) for seed in s.seeds)
+        seen = {url for url, _ in frontier}
+        with warc_path.open("wb") as fh:
+            self._writer = WARCWriter(fh, gzip=True, warc_version="1.1")
+            self._writer.write_record(self._writer.create_warcinfo_record(
+                warc_path.name, {"software": "crawl2chat crawler", "http-header-user-agent":
+                                 s.user_agent, "robots": "obey",
+                                 "format": "WARC File Format 1.1"}))
+            while frontier and self.stats.pages < s.max_pages:
+                url, depth = frontier.popleft()
+                try:
+                    ip = self._check(url)
+                except Refused as err:
+                    self._refuse(url, err)
+                    continue
+                self.stats.pages += 1
+                exchange = self._follow(url, ip, seen)
+                if exchange is None or depth >= s.max_depth:
+                    continue
+                charset = charset_of(exchange.header("Content-Type") or "")
+                for link in extract_links(exchange.body, exchange.url, charset):
+                    if link not in seen:
+                        seen.add(link)
+                        frontier.append((link, depth + 1))
+        self._writer = None
+        self.stats.waited_s = round(self.pacer.waited_s, 3)
+        return self.stats
+
+    def _refuse(self, url: str, err: Refused) -> None:
+        self.stats.skipped[err.reason] += 1
+        self.stats.refused.append((url, str(err)))
+        log.info("not fetched: %s (%s)", url, err)
+
+    def _check(self, url: str) -> str:
+        """The address to fetch ``url`` from, after every check; :class:`Refused` if any fails."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise Refused("scheme", f"{url}: only http and https are crawled")
+        host = (parts.hostname or "").lower()
+        if not any(host == d or host.endswith("." + d) for d in self.domains):
+            raise Refused("off_domain", f"{host} is outside {self.domains}")
+        reason = self.url_filter(url) if self.url_filter else None
+        if reason:
+            raise Refused("blocklisted", f"{url} ({reason})")
+        ip = resolve_public(host, parts.port or (443 if parts.scheme == "https" else 80),
+                            self.settings.allow_private)
+        if not self._rules(url, ip).allowed(url):
+            raise Refused("robots", f"{url} is disallowed by robots.txt")
+        return ip
+
+    def _rules(self, url: str, ip: str) -> RobotsRules:
+        """The robots.txt rules of ``url``'s origin, fetched once per origin."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._robots:
+            status: int | None = None
+            body = b""
+            target, target_ip = f"{origin}/robots.txt", ip
+            for _ in range(self.settings.max_redirects + 1):  # RFC 9309: follow >= 5 hops
+                try:
+                    exchange = self._exchange(target, target_ip, None)
+                except FetchError:
+                    break
+                status, body = exchange.status, exchange.body
+                location = exchange.header("Location")
+                if status not in REDIRECTS or not location:
+                    break
+                target = normalize(urljoin(target, location))
+                t = urlsplit(target)
+                try:
+                    target_ip = resolve_public(t.hostname or "",
+                                               t.port or (443 if t.scheme == "https" else 80),
+                                               self.settings.allow_private)
+                except Refused:
+                    status = None
+                    break
+            else:
+                status = None  # too many hops: treat as unreachable
+            rules = RobotsRules(self.settings.user_agent, status, body)
+            self._robots[origin] = rules
+            self.stats.robots[origin] = status
+            if rules.crawl_delay():
+                self.pacer.set_host_delay(parts.hostname or "", rules.crawl_delay())
+        return self._robots[origin]
+
+    def _follow(self, url: str, ip: str, seen: set[str]) -> Exchange | None:
+        """Fetch ``url`` and its redirects; the final 2xx HTML exchange, else None."""
+        for _ in range(self.settings.max_redirects + 1):
+            try:
+                exchange = self._exchange(url, ip, HTML_TYPES)
+            except FetchError as err:
+                self.stats.skipped[err.reason] += 1
+                log.info("fetch failed: %s", err)
+                return None
+            location = exchange.header("Location")
+            if exchange.status in REDIRECTS and location:
+                target = normalize(urljoin(url, location))
+                self.stats.redirects.append((url, target, exchange.status))
+                if target in seen:  # fetched already or queued: do not fetch it twice
+                    self.stats.skipped["redirect_to_seen"] += 1
+                    return None
+                seen.add(target)
+                try:
+                    ip = self._check(target)
+                except Refused as err:
+                    self._refuse(target, err)
+                    return None
+                url = target
+                continue
+            if not 200 <= exchange.status < 300:
+                self.stats.skipped[f"status:{exchange.status}"] += 1
+                return None
+            if not exchange.body_read:
+                self.stats.skipped[f"type:{exchange.mime_type or 'none'}"] += 1
+                return None
+            self.stats.stored += 1
+            return exchange
+        self.stats.skipped["too_many_redirects"] += 1
+        return None
+
+    def _exchange(self, url: str, ip: str, body_types: tuple[str, ...] | None) -> Exchange:
+        """One paced request; the pair is written to the WARC unless the body went unread."""
+        s = self.settings
+        self.pacer.wait(urlsplit(url).hostname or "")
+        self.stats.requested.append(url)
+        exchange = fetch(url, ip, user_agent=s.user_agent, timeout_s=s.timeout_s,
+                         max_bytes=s.max_bytes, body_types=body_types)
+        if exchange.body_read:
+            self._write(exchange)
+        return exchange
+
+    def _write(self, ex: Exchange) -> None:
+        assert self._writer is not None
+        writer = self._writer
+        # the body is stored as received minus chunking, so its length is the real one
+        headers = [(k, v) for k, v in ex.headers
+                   if k.lower() not in ("transfer-encoding", "content-length")]
+        headers.append(("Content-Length", str(len(ex.body))))
+        response = writer.create_warc_record(
+            ex.url, "response", payload=io.BytesIO(ex.body), length=len(ex.body),
+            http_headers=StatusAndHeaders(f"{ex.status} {ex.reason}", headers,
+                                          protocol="HTTP/1.1"),
+            warc_headers_dict={"WARC-IP-Address": ex.ip})
+        response_id = response.rec_headers.get_header("WARC-Record-ID")
+        request = writer.create_warc_record(
+            ex.url, "request", payload=io.BytesIO(b""), length=0,
+            http_headers=StatusAndHeaders(ex.request_line, list(ex.request_headers),
+                                          is_http_request=True),
+            warc_headers_dict={"WARC-IP-Address": ex.ip, "WARC-Concurrent-To": response_id})
+        response.rec_headers.add_header("WARC-Concurrent-To",
+                                        request.rec_headers.get_header("WARC-Record-ID"))
+        writer.write_record(request)
+        writer.write_record(response)

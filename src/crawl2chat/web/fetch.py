@@ -1,0 +1,135 @@
+"""One HTTP GET with the standard library, to an address checked beforehand.
+
+In: a URL, the IP address it was resolved to (see :func:`politeness.resolve_public`),
+user agent, timeout, size cap and which media types are worth a body. Out: an
+:class:`Exchange` (the request as sent, the response's status, headers and body as
+received, minus chunking) or :class:`FetchError` with a countable reason. The socket
+goes to the given IP, never to a fresh DNS answer; TLS still checks the certificate
+against the host name. No redirect is followed here: the crawler checks every hop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 1 << 16
+
+
+class FetchError(Exception):
+    """The exchange failed; ``reason`` is ``timeout``, ``connection_error`` or ``too_large``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A request as sent and the response as received (body possibly not read)."""
+
+    url: str
+    ip: str
+    request_line: str  # "GET /path?q HTTP/1.1"
+    request_headers: tuple[tuple[str, str], ...]
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    body_read: bool  # False when the media type was not wanted and the body was left unread
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    @property
+    def mime_type(self) -> str:
+        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to a fixed IP address; ``host`` still goes into the Host header."""
+
+    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.ip = ip
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.ip, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a fixed IP address; SNI and the certificate check use ``host``."""
+
+    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.ip = ip
+        self.tls = ssl.create_default_context()
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.ip, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+
+
+def fetch(url: str, ip: str, *, user_agent: str, timeout_s: float, max_bytes: int,
+          body_types: tuple[str, ...] | None = None) -> Exchange:
+    """GET ``url`` from ``ip``.
+
+    ``timeout_s`` bounds connecting and every wait for data; reading the whole body may
+    take at most four times as long, so a server that trickles bytes cannot hold the
+    crawl. With ``body_types``, a 2xx response of another media type is closed unread.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = f"[{host}]" if ":" in host else host
+    if parts.port and parts.port != (443 if secure else 80):
+        host_header += f":{parts.port}"
+    # identity encoding: the stored body is then exactly what the server meant to send
+    request_headers = (("Host", host_header), ("User-Agent", user_agent),
+                       ("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"),
+                       ("Accept-Encoding", "identity"), ("Connection", "close"))
+    conn_cls = _PinnedHTTPS if secure else _PinnedHTTP
+    conn = conn_cls(host, port, ip, timeout_s)
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for name, value in request_headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        headers = tuple(response.getheaders())
+        mime = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        wanted = (body_types is None or not 200 <= response.status < 300
+                  or mime in body_types)
+        body = _read(response, max_bytes, time.monotonic() + 4 * timeout_s) if wanted else b""
+    except TimeoutError as err:
+        raise FetchError("timeout", f"{url}: no answer within {timeout_s:g} s") from err
+    except ssl.SSLError as err:
+        raise FetchError("tls_error", f"{url}: {err}") from err
+    except (OSError, http.client.HTTPException) as err:
+        raise FetchError("connection_error", f"{url}: {type(err).__name__}: {err}") from err
+    finally:
+        conn.close()
+    return Exchange(url=url, ip=ip, request_line=f"GET {path} HTTP/1.1",
+                    request_headers=request_headers, status=response.status,
+                    reason=response.reason, headers=headers, body=body, body_read=wanted)
+
+
+def _read(response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := response.read(_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchError("too_large", f"body over {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise TimeoutError("body took too long")
+    return b"".join(chunks)

@@ -1,0 +1,46 @@
+"""FineWeb's own three quality rules (Penedo et al. 2024, datatrove's FineWebQualityFilter).
+
+In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep) or the rule that fired:
+``line_punct_ratio`` (under 12% of lines end in terminal punctuation),
+``short_line_ratio`` (over 67% of lines have at most 30 characters),
+``char_dup_ratio`` (over 1% of characters sit in repeated lines) or ``list_ratio``
+(more than 0.3 newlines per word); ``empty`` for a text without a non-blank line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crawl2chat.web.gopher import find_duplicates
+from crawl2chat.web.steps import Doc
+from crawl2chat.web.words import TERMINAL, words
+
+
+@dataclass
+class FineWebRules:
+    """The three rules; thresholds are FineWeb's, compared strictly as in datatrove."""
+
+    name: str = field(default="fineweb", init=False)
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines:
+            return "empty"
+        ratio = sum(line.endswith(TERMINAL) for line in lines) / len(lines)
+        if ratio < self.line_punct_thr and not (ratio == 0 and self.line_punct_exclude_zero):
+            return "line_punct_ratio"
+        ratio = sum(len(line) <= self.short_line_length for line in lines) / len(lines)
+        if ratio > self.short_line_thr:
+            return "short_line_ratio"
+        if find_duplicates(lines)[1] / len(text.replace("\n", "")) > self.char_duplicates_ratio:
+            return "char_dup_ratio"
+        if text.count("\n") / max(len(words(text)), 1) > self.new_line_ratio:
+            return "list_ratio"
+        return None

@@ -1,0 +1,152 @@
+"""Gopher's repetition and quality rules (Rae et al. 2021, as datatrove implements them).
+
+In: a :class:`~crawl2chat.web.steps.Doc` with extracted text and its language.
+Out: None (keep) or the rule that fired, e.g. ``dup_line_frac``, ``top_2_gram``,
+``duplicated_5_n_grams``, ``short_doc``, ``below_avg_word_length``, ``few_stop_words``.
+Defaults are the published thresholds; a ratio equal to its threshold is kept (the
+rules drop on ``>``/``<`` strictly, as in datatrove). Stop words are per language:
+Gopher's eight English ones, and a German set for ``de`` (the English list would drop
+every German page).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from crawl2chat.web.steps import Doc
+from crawl2chat.web.words import PUNCTUATION_SET, words
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+STOP_WORDS = {
+    "en": ["the", "be", "to", "of", "and", "that", "have", "with"],
+    "de": ["der", "die", "das", "und", "zu", "den", "mit", "von", "ist", "nicht"],
+}
+
+
+def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
+    """(repeated items, characters in repeats): every copy after the first counts."""
+    seen: set[str] = set()
+    count = chars = 0
+    for item in items:
+        if item in seen:
+            count += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return count, chars
+
+
+def top_ngram_chars(tokens: Sequence[str], n: int) -> int:
+    """Characters covered by the most frequent n-gram (0 if none repeats)."""
+    grams = Counter(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    if not grams:
+        return 0
+    gram, times = grams.most_common(1)[0]
+    return len(gram) * times if times > 1 else 0
+
+
+def duplicate_ngram_chars(tokens: Sequence[str], n: int) -> int:
+    """Characters in n-grams seen before, counting each repeated span once (no overlap)."""
+    seen: set[str] = set()
+    chars = i = 0
+    while i < len(tokens) - n + 1:
+        gram = "".join(tokens[i:i + n])
+        if gram in seen:
+            chars += len(gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return chars
+
+
+@dataclass
+class GopherRepetition:
+    """Drop pages that repeat lines, paragraphs or n-grams (boilerplate, spam)."""
+
+    name: str = field(default="gopher_rep", init=False)
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_n_grams: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_n_grams: dict[int, float] = field(default_factory=lambda: {
+        5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        if not text:
+            return "empty"
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        count, chars = find_duplicates(paragraphs)
+        if count / len(paragraphs) > self.dup_para_frac:
+            return "dup_para_frac"
+        if chars / len(text) > self.dup_para_char_frac:
+            return "dup_para_char_frac"
+        lines = _LINES.split(text)
+        count, chars = find_duplicates(lines)
+        if count / len(lines) > self.dup_line_frac:
+            return "dup_line_frac"
+        if chars / len(text) > self.dup_line_char_frac:
+            return "dup_line_char_frac"
+        tokens = words(text)
+        for n, limit in sorted(self.top_n_grams.items()):
+            if top_ngram_chars(tokens, int(n)) / len(text) > limit:
+                return f"top_{n}_gram"
+        for n, limit in sorted(self.dup_n_grams.items()):
+            if duplicate_ngram_chars(tokens, int(n)) / len(text) > limit:
+                return f"duplicated_{n}_n_grams"
+        return None
+
+
+@dataclass
+class GopherQuality:
+    """Drop pages whose words do not look like prose: too short or long, symbols, lists."""
+
+    name: str = field(default="gopher_quality", init=False)
+    min_doc_words: int = 50
+    max_doc_words: int = 100_000
+    min_avg_word_length: float = 3.0
+    max_avg_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    max_non_alpha_words_ratio: float = 0.8  # named as in datatrove: the minimum alpha share
+    min_stop_words: int = 2
+    stop_words: dict[str, list[str]] = field(default_factory=lambda: dict(STOP_WORDS))
+
+    def __call__(self, doc: Doc) -> str | None:
+        text = doc.text
+        tokens = words(text)
+        real = [w for w in tokens if any(ch not in PUNCTUATION_SET for ch in w)]
+        if len(real) < self.min_doc_words:
+            return "short_doc"
+        if len(real) > self.max_doc_words:
+            return "long_doc"
+        mean = sum(len(w) for w in real) / len(real)
+        if mean < self.min_avg_word_length:
+            return "below_avg_word_length"
+        if mean > self.max_avg_word_length:
+            return "above_avg_word_length"
+        if text.count("#") / len(tokens) > self.max_symbol_word_ratio:
+            return "too_many_hashes"
+        if (text.count("...") + text.count("…")) / len(tokens) > self.max_symbol_word_ratio:
+            return "too_many_ellipsis"
+        lines = text.splitlines() or [""]
+        bullets = sum(line.lstrip().startswith(("•", "-")) for line in lines)
+        if bullets / len(lines) > self.max_bullet_lines_ratio:
+            return "too_many_bullets"
+        trailing = sum(line.rstrip().endswith(("...", "…")) for line in lines)
+        if trailing / len(lines) > self.max_ellipsis_lines_ratio:
+            return "too_many_end_ellipsis"
+        alpha = sum(any(c.isalpha() for c in w) for w in tokens)
+        if alpha / len(tokens) < self.max_non_alpha_words_ratio:
+            return "below_alpha_threshold"
+        stop = set(self.stop_words.get(doc.lang) or self.stop_words.get("en", []))
+        if self.min_stop_words and sum(w in stop for w in tokens) < self.min_stop_words:
+            return "few_stop_words"
+        return None

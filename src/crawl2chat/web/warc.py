@@ -1,0 +1,226 @@
+"""WARC input and output.
+
+In: WARC files (1.0/1.1; one gzip member per record, or uncompressed).
+Out: :func:`iter_responses` yields every intact HTTP ``response`` record as a
+:class:`WarcResponse` (URL, record id, status, HTTP headers, decoded payload bytes, the
+file and byte offset of the record). A damaged record or file never stops the reader:
+it logs one warning naming the file and offset, counts it in :class:`ReadStats` and goes
+on at the next record it can find. :class:`WarcShardWriter` writes response records,
+one gzip member each, and returns where each one landed (offset, length) for an index.
+"""
+
+from __future__ import annotations
+
+import http
+import io
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+log = logging.getLogger("crawl2chat.web")
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+WARC_MAGIC = b"WARC/1."
+# headers that describe the transfer, not the payload we store (it is already decoded)
+_TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+
+
+@dataclass(frozen=True)
+class WarcResponse:
+    """One HTTP response record; ``payload`` is the body after content/transfer decoding."""
+
+    url: str
+    record_id: str
+    date: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    payload: bytes
+    file: str
+    offset: int
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    @property
+    def mime_type(self) -> str:
+        """The media type without parameters, lower case (``text/html``); '' if absent."""
+        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
+
+
+@dataclass
+class ReadStats:
+    """What the reader saw: intact records, responses, and skips by reason."""
+
+    records: int = 0
+    responses: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: ReadStats) -> None:
+        self.records += other.records
+        self.responses += other.responses
+        self.skipped.update(other.skipped)
+
+
+class _Damaged(Exception):
+    """A record that parsed but whose content is incomplete or fails its digest."""
+
+
+def iter_responses(path: Path, stats: ReadStats | None = None) -> Iterator[WarcResponse]:
+    """Yield the intact response records of ``path`` in file order; skip and count the rest."""
+    stats = stats if stats is not None else ReadStats()
+    with path.open("rb") as fh:
+        magic = GZIP_MAGIC if fh.read(3) == GZIP_MAGIC else WARC_MAGIC
+        size = path.stat().st_size
+        start: int | None = 0
+        damaged = False  # one warning per stretch of damage, not one per false restart
+        while start is not None and start < size:
+            fh.seek(start)
+            records = ArchiveIterator(fh, check_digests=True)
+            offset = start
+            try:
+                for record in records:
+                    if record.format != "warc":  # warcio also guesses ARC for any text line
+                        raise ArchiveLoadFailed(f"not a WARC record ({record.format})")
+                    problem = None
+                    try:
+                        response = _response(record, path, offset)
+                    except _Damaged as err:
+                        problem, response = str(err), None
+                    records.read_to_end()  # raises if the container itself is broken
+                    if problem:
+                        stats.skipped[problem] += 1
+                        log.warning("%s: skipped record at offset %d: %s", path, offset, problem)
+                    offset = records.offset
+                    stats.records += 1
+                    damaged = False
+                    if response is not None:
+                        stats.responses += 1
+                        yield response
+                if offset < size and not damaged:  # the reader stopped short of the end
+                    stats.skipped["truncated"] += 1
+                    log.warning("%s: skipped %d bytes at offset %d that end before a whole "
+                                "record", path, size - offset, offset)
+                start = None
+            except (ArchiveLoadFailed, zlib.error, EOFError, OSError, ValueError) as err:
+                if "non-chunked gzip" in str(err):
+                    # offsets mean nothing inside one big gzip stream: name the fix and stop
+                    stats.skipped["not_chunked_gzip"] += 1
+                    log.warning("%s: from offset %d on, the file is not one gzip member per "
+                                "record; rest skipped (fix: warcio recompress IN OUT)",
+                                path, start)
+                    break
+                if not damaged:
+                    stats.skipped["corrupt"] += 1
+                    log.warning("%s: corrupt data at offset %d, skipping to the next record: %s",
+                                path, offset, _short(err))
+                damaged = True
+                start = _find(fh, magic, offset + 1)
+
+
+def _response(record: ArcWarcRecord, path: Path, offset: int) -> WarcResponse | None:
+    """The record as a WarcResponse; None for other record types; _Damaged if broken."""
+    # content_stream() undoes Content-Encoding / chunking; on bytes that do not decode,
+    # warcio falls back to the raw bytes, so a mislabelled body still arrives
+    payload = record.content_stream().read() if record.rec_type == "response" else b""
+    record.raw_stream.read()  # drain, so the digest check runs to the end
+    if getattr(record.raw_stream, "limit", 0) > 0:
+        raise _Damaged("truncated")
+    if record.digest_checker is not None and record.digest_checker.passed is False:
+        raise _Damaged("digest_mismatch")
+    if record.rec_type != "response":
+        return None
+    if record.http_headers is None:
+        raise _Damaged("no_http_headers")
+    try:
+        status = int(record.http_headers.get_statuscode())
+    except (TypeError, ValueError):
+        raise _Damaged("bad_http_status") from None
+    return WarcResponse(
+        url=record.rec_headers.get_header("WARC-Target-URI") or "",
+        record_id=record.rec_headers.get_header("WARC-Record-ID") or "",
+        date=record.rec_headers.get_header("WARC-Date") or "",
+        status=status,
+        headers=tuple(record.http_headers.headers),
+        payload=payload,
+        file=str(path),
+        offset=offset,
+    )
+
+
+def _find(fh: io.BufferedReader, magic: bytes, start: int) -> int | None:
+    """Offset of the next ``magic`` at or after ``start`` (a record's first bytes), or None."""
+    chunk_size = 1 << 20
+    position = start
+    while True:
+        fh.seek(position)
+        chunk = fh.read(chunk_size + len(magic) - 1)
+        if len(chunk) < len(magic):
+            return None
+        hit = chunk.find(magic)
+        if magic == WARC_MAGIC:  # an uncompressed record starts a line
+            while hit > 0 and chunk[hit - 1:hit] != b"\n":
+                hit = chunk.find(magic, hit + 1)
+        if hit >= 0:
+            return position + hit
+        position += chunk_size
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class WarcShardWriter:
+    """Write response records into one WARC file, one gzip member per record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = path.open("wb")
+        self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
+        self.records = 0
+
+    def write(self, url: str, payload: bytes, *, status: int = 200,
+              headers: Iterable[tuple[str, str]] = (("Content-Type", "text/html; charset=utf-8"),),
+              record_id: str | None = None, date: str | None = None) -> tuple[int, int]:
+        """Append one response record; return its (offset, length) in the file.
+
+        ``payload`` is stored as given, so transfer headers that no longer describe it
+        (Content-Encoding, Transfer-Encoding) are dropped and Content-Length is recomputed.
+        Record id and date are kept when given (a copy keeps its identity).
+        """
+        kept = [(k, v) for k, v in headers if k.lower() not in _TRANSFER_HEADERS]
+        kept.append(("Content-Length", str(len(payload))))
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        http_headers = StatusAndHeaders(f"{status} {phrase}", kept, protocol="HTTP/1.1")
+        warc_headers = {k: v for k, v in (("WARC-Record-ID", record_id), ("WARC-Date", date)) if v}
+        record = self._writer.create_warc_record(
+            url, "response", payload=io.BytesIO(payload), length=len(payload),
+            http_headers=http_headers, warc_headers_dict=warc_headers)
+        offset = self._fh.tell()
+        self._writer.write_record(record)
+        self.records += 1
+        return offset, self._fh.tell() - offset
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> WarcShardWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,243 @@
+"""The crawl and text stages on a tiny literal crawl, and their quality gates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crawl2chat.config import ConfigError
+from crawl2chat.errors import InputError
+from crawl2chat.quality import GateFailed, gate
+from crawl2chat.stages import crawl, text
+from crawl2chat.web.warc import WarcShardWriter
+
+EN = {
+    "bread": ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli "
+              "and yeast. The long fermentation gives the bread its slightly sour taste and a "
+              "chewy texture that many people love."),
+    "starter": ("To keep a starter alive, feed it flour and water every day and store it at room "
+                "temperature. A healthy starter doubles in size within a few hours of feeding, "
+                "and it smells pleasantly of yoghurt."),
+    "oven": ("A hot oven with plenty of steam during the first minutes of baking lets the loaf "
+             "expand fully before the crust sets. Many home bakers use a heavy cast iron pot "
+             "with a lid to trap the steam."),
+}
+CAFE = ("The café on the corner serves crème brûlée and a naïve little pâtisserie menu. Its "
+        "façade has not changed since the owners opened it, and regulars say the coffee is the "
+        "best in the whole neighbourhood.")
+DE = ("Sauerteigbrot wird hergestellt, indem man den Teig mit natürlich vorkommenden "
+      "Milchsäurebakterien und Hefen fermentiert. Die lange Gärung verleiht dem Brot seinen "
+      "leicht säuerlichen Geschmack und eine kräftige Kruste.")
+LINKS = "<ul>" + "".join(f"<li><a href='/{w}'>{w}</a></li>" for w in EN) + "</ul>"
+HTML = "text/html; charset=utf-8"
+
+
+def _page(body: str, head: str = '<meta charset="utf-8">') -> str:
+    return (f"<!DOCTYPE html><html><head>{head}<title>Bakery</title></head><body>"
+            f"<nav><a href='/'>Home</a> | <a href='/shop'>Shop</a></nav>"
+            f"<article><h1>Bakery notes</h1><p>{body}</p></article>"
+            f"<footer>Copyright 2024 Example Bakery</footer></body></html>")
+
+
+def _record_id(n: int) -> str:
+    return f"<urn:uuid:00000000-0000-0000-0000-{n:012d}>"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two WARC files: a small crawl, and one whose second record is corrupt."""
+    folder = tmp_path_factory.mktemp("warcs")
+    pages = [
+        ("https://example.org/bread", _page(EN["bread"]).encode(), HTML, 200),
+        ("https://example.org/starter", _page(EN["starter"]).encode(), HTML, 200),
+        ("https://example.org/bread?ref=copy", _page(EN["bread"]).encode(), HTML, 200),
+        ("https://example.org/de/brot", _page(DE).encode(), HTML, 200),
+        ("https://example.org/", f"<html><body>{LINKS}</body></html>".encode(), HTML, 200),
+        ("https://example.org/cafe",
+         _page(CAFE, head='<meta charset="windows-1252">').encode("cp1252"), "text/html", 200),
+        ("https://example.org/noise", bytes(range(256)) * 8, "text/html", 200),
+        ("https://example.org/style.css", b"body { color: black }", "text/css", 200),
+        ("https://example.org/missing", _page("Not found").encode(), HTML, 404),
+    ]
+    with WarcShardWriter(folder / "a.warc.gz") as writer:
+        for n, (url, body, ctype, status) in enumerate(pages):
+            writer.write(url, body, status=status, headers=[("Content-Type", ctype)],
+                         record_id=_record_id(n), date="2024-05-01T12:00:00Z")
+    broken = folder / "b.warc.gz"
+    with WarcShardWriter(broken) as writer:
+        writer.write("https://example.org/oven", _page(EN["oven"]).encode(),
+                     record_id=_record_id(100))
+        offset, length = writer.write("https://example.org/lost", _page(EN["oven"]).encode())
+    blob = bytearray(broken.read_bytes())
+    blob[offset + length // 2:offset + length // 2 + 8] = b"\x00" * 8
+    broken.write_bytes(bytes(blob))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def crawled(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("crawl")
+    cfg = crawl.Cfg(sources=[str(sources / "*.warc.gz")], records_per_shard=3)
+    return out, crawl.run(cfg, None, out)
+
+
+# the literal pages are a few sentences long: the prose-quality rules (>= 50 words, >= 5
+# sentences) are tested on their own in test_web_filters.py
+SHORT_PAGES = ["gopher_rep", "gopher_quality", "c4", "fineweb"]
+
+
+def _text_cfg(**changes: object) -> text.Cfg:
+    return text.Cfg(**{"min_chars": 100, "workers": 1, "skip_steps": SHORT_PAGES, **changes})
+
+
+@pytest.fixture(scope="module")
+def texts(crawled: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory,
+          ) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("text")
+    return out, text.run(_text_cfg(), crawled[0], out)
+
+
+def test_crawl_copies_html_2xx_records_into_shards_with_an_index(crawled):
+    out, metrics = crawled
+    index = pd.read_parquet(out / crawl.INDEX)
+    assert list(index.columns) == list(crawl.INDEX_COLUMNS)
+    assert index["url"].tolist() == [
+        "https://example.org/bread", "https://example.org/starter",
+        "https://example.org/bread?ref=copy", "https://example.org/de/brot",
+        "https://example.org/", "https://example.org/cafe", "https://example.org/noise",
+        "https://example.org/oven"]
+    assert index["record_id"].iloc[0] == _record_id(0)
+    assert index["warc_file"].tolist() == ["crawl-00000.warc.gz"] * 3 + [
+        "crawl-00001.warc.gz"] * 3 + ["crawl-00002.warc.gz"] * 2
+    assert index["source_file"].str.endswith("a.warc.gz").sum() == 7
+    assert str(index.dtypes["offset"]) == "int64" and (index["status"] == 200).all()
+    assert metrics["records"] == 8
+    assert (metrics["skipped_filtered"], metrics["skipped_damaged"]) == (2, 1)
+    report = (out / "report.md").read_text()
+    assert "status:404" in report and "type:text/css" in report and "damaged:corrupt" in report
+    assert any("lookups" in check for check in gate("crawl", out, crawl.Cfg()))
+
+
+def test_crawl_max_records_and_sources(sources, tmp_path):
+    metrics = crawl.run(crawl.Cfg(sources=[str(sources / "a.warc.gz")], max_records=2), None,
+                        tmp_path)
+    assert metrics["records"] == 2
+    assert len(pd.read_parquet(tmp_path / crawl.INDEX)) == 2
+    cfg = crawl.Cfg(sources=["*.warc.gz", "a.warc.gz"])  # relative to the root; no repeats
+    assert crawl.external_inputs(cfg, sources) == [sources / "a.warc.gz", sources / "b.warc.gz"]
+    with pytest.raises(InputError, match=r"no WARC file matches 'nothing/\*\.warc\.gz'"):
+        crawl.external_inputs(crawl.Cfg(sources=["nothing/*.warc.gz"]), sources)
+
+
+def test_text_keeps_english_and_explains_every_removal(texts):
+    out, metrics = texts
+    docs = pd.read_parquet(out / text.DOCUMENTS)
+    assert list(docs.columns) == list(text.DOC_COLUMNS)
+    assert docs["url"].tolist() == ["https://example.org/bread", "https://example.org/starter",
+                                    "https://example.org/cafe", "https://example.org/oven"]
+    assert (docs["lang"] == "en").all() and (docs["lang_score"] >= 0.65).all()
+    assert EN["bread"] in docs["text"].iloc[0] and "Copyright" not in docs["text"].iloc[0]
+    assert "crème brûlée" in docs["text"].iloc[2]  # cp1252, declared only in <meta>
+    assert docs["doc_id"].iloc[0] == _record_id(0).strip("<>")
+    removed = pd.read_parquet(out / text.REMOVED)
+    reasons = dict(zip(removed["url"], removed["reason"], strict=True))
+    assert reasons["https://example.org/bread?ref=copy"] == "dedup:exact"
+    assert reasons["https://example.org/de/brot"] in ("lang:de:0.99", "lang:de:1.00")
+    assert reasons["https://example.org/"] == "extract:empty"
+    assert reasons["https://example.org/noise"] == "extract:encoding:undecodable"
+    assert len(removed) == 4
+    assert metrics["records"] == 4 and metrics["docs_in"] == 8
+    assert metrics["removed_dedup"] == 1 and metrics["removed_lang"] == 1
+    assert metrics["tokens"] == docs["text"].str.split().str.len().sum()
+    counts = json.loads((out / text.COUNTS).read_text())
+    assert counts["removed"]["extract:encoding"] == 1
+    assert counts["languages_achieved"] == {"en": 1.0}
+    assert [r["name"] for r in counts["steps"]] == ["url", "extract", "lang", "dedup", "mix",
+                                                    "pii"]
+    report = (out / "report.md").read_text()
+    assert "`lang:de`" in report and "| dedup | 5 | 4 | 20.0% |" in report
+    assert "| en | 100.0% | 0.65 | 100.0% | 4 |" in report
+    assert (out / "funnel.png").stat().st_size > 1000
+    assert gate("text", out, _text_cfg())
+
+
+def test_text_output_does_not_depend_on_the_number_of_workers(crawled, texts, tmp_path):
+    text.run(_text_cfg(workers=2, batch_size=2), crawled[0], tmp_path)
+    for name in (text.DOCUMENTS, text.REMOVED):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name),
+                                      pd.read_parquet(texts[0] / name))
+
+
+def test_text_with_no_survivor_says_why(crawled, tmp_path):
+    with pytest.raises(InputError, match=r"stage text: no document survived.*'lang:en': 5"):
+        text.run(_text_cfg(languages={"fi": 1.0}), crawled[0], tmp_path)
+
+
+def test_text_without_a_crawl_index_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match=r"index\.parquet is missing"):
+        text.run(_text_cfg(), tmp_path, tmp_path / "out")
+
+
+def test_text_gate_fails_on_bad_documents(texts, tmp_path):
+    shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
+    docs = pd.read_parquet(tmp_path / text.DOCUMENTS)
+    copy = docs.iloc[[0]].assign(doc_id="urn:uuid:copy")  # the same text again
+    german = docs.iloc[[1]].assign(doc_id="urn:uuid:de", lang="de", text="")
+    leak = docs.iloc[[2]].assign(doc_id="urn:uuid:pii", text="Mail jane.doe@gmail.com now")
+    pd.concat([docs, copy, german, leak]).to_parquet(tmp_path / text.DOCUMENTS, index=False)
+    with pytest.raises(GateFailed) as failed:
+        gate("text", tmp_path, _text_cfg())
+    message = str(failed.value)
+    for expected in ("column='text_hash'", "column='lang'", "column='text_chars'",
+                     "column='score_margin'", "column_A='docs_in'", "column='pii_left'",
+                     "language_mix: expect_column_values_to_be_between(column='gap'"):
+        assert expected in message
+    assert "column='doc_id'" not in message  # ids are still unique
+
+
+def test_text_gate_fails_on_unknown_reasons_and_missing_columns(texts, tmp_path):
+    shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
+    removed = pd.read_parquet(tmp_path / text.REMOVED)
+    removed.assign(reason="because").to_parquet(tmp_path / text.REMOVED, index=False)
+    docs = pd.read_parquet(tmp_path / text.DOCUMENTS)
+    docs.drop(columns=["warc_file"]).to_parquet(tmp_path / text.DOCUMENTS, index=False)
+    with pytest.raises(GateFailed) as failed:
+        gate("text", tmp_path, _text_cfg())
+    assert "removed: expect_column_values_to_match_regex(column='reason'" in str(failed.value)
+    assert "documents_schema" in str(failed.value) and "'missing'" in str(failed.value)
+
+
+def test_crawl_gate_fails_on_a_bad_index_and_a_cut_shard(crawled, tmp_path):
+    shutil.copytree(crawled[0], tmp_path, dirs_exist_ok=True)
+    index = pd.read_parquet(tmp_path / crawl.INDEX)
+    index.loc[1, "status"] = 404
+    index.loc[2, "record_id"] = index.loc[0, "record_id"]
+    index.to_parquet(tmp_path / crawl.INDEX, index=False)
+    shard = tmp_path / "crawl-00002.warc.gz"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(GateFailed) as failed:
+        gate("crawl", tmp_path, crawl.Cfg())
+    message = str(failed.value)
+    assert "column='status'" in message and "column='record_id'" in message
+    assert "shards: expect_column_pair_values_to_be_equal(column_A='size'" in message
+    assert "lookups: expect_column_pair_values_to_be_equal(column_A='record_id'" in message
+
+
+@pytest.mark.parametrize(("build", "field"), [
+    (lambda: text.Cfg(languages={}), "text.languages"),
+    (lambda: text.Cfg(languages={"en": 1.5}), "text.languages.en"),
+    (lambda: text.Cfg(languages={"en": 0.5, "de": 0.2}), "text.languages"),
+    (lambda: text.Cfg(languages={"en": {"share": 1.0, "min": 0.5}}), "text.languages.en"),
+    (lambda: text.Cfg(skip_steps=["nope"]), "text.skip_steps"),
+    (lambda: text.Cfg(workers=0), "text.workers"),
+    (lambda: crawl.Cfg(records_per_shard=0), "crawl.records_per_shard"),
+    (lambda: crawl.Cfg(max_records=0), "crawl.max_records"),
+    (lambda: crawl.Cfg(sources=[]), "crawl.sources"),
+])
+def test_bad_config_values_name_their_field(build, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build()

@@ -1,0 +1,177 @@
+"""WARC reading and writing: intact records come out whole, damage is a counted skip."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from crawl2chat.web.warc import ReadStats, WarcShardWriter, iter_responses
+
+BODY = b"<html><body><p>Hello WARC</p></body></html>"
+HTTP = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+# a hand-written uncompressed WARC/1.0 file: a warcinfo record, then one response
+LITERAL_WARC = (
+    b"WARC/1.0\r\nWARC-Type: warcinfo\r\nWARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-"
+    b"000000000001>\r\nWARC-Date: 2024-01-01T00:00:00Z\r\nContent-Type: application/warc-fields"
+    b"\r\nContent-Length: 18\r\n\r\nsoftware: by hand\n\r\n\r\n"
+    b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-"
+    b"000000000002>\r\nWARC-Date: 2024-01-01T00:00:01Z\r\n"
+    b"WARC-Target-URI: https://example.org/hello\r\n"
+    b"Content-Type: application/http; msgtype=response\r\n"
+    b"Content-Length: " + str(len(HTTP)).encode() + b"\r\n\r\n" + HTTP + b"\r\n\r\n")
+
+
+def _page(i: int) -> bytes:
+    return f"<html><body><p>page {i} {'lorem ipsum ' * 40}</p></body></html>".encode()
+
+
+def _write(path: Path, n: int = 5) -> list[tuple[int, int]]:
+    with WarcShardWriter(path) as writer:
+        return [writer.write(f"https://example.org/{i}", _page(i),
+                             record_id=f"<urn:uuid:00000000-0000-0000-0000-{i:012d}>",
+                             date="2024-05-01T12:00:00Z") for i in range(n)]
+
+
+def _read(path: Path) -> tuple[list[str], ReadStats]:
+    stats = ReadStats()
+    return [r.url for r in iter_responses(path, stats)], stats
+
+
+def test_literal_warc_yields_the_response_with_headers_payload_and_offset(tmp_path):
+    path = tmp_path / "hand.warc"
+    path.write_bytes(LITERAL_WARC)
+    stats = ReadStats()
+    [response] = list(iter_responses(path, stats))
+    assert response.url == "https://example.org/hello"
+    assert response.record_id == "<urn:uuid:00000000-0000-0000-0000-000000000002>"
+    assert response.status == 200
+    assert response.mime_type == "text/html"
+    assert response.header("content-type") == "text/html; charset=utf-8"
+    assert response.payload == BODY
+    assert response.offset == LITERAL_WARC.index(b"WARC/1.0\r\nWARC-Type: response")
+    assert response.file == str(path)
+    assert (stats.records, stats.responses, sum(stats.skipped.values())) == (2, 1, 0)
+
+
+def test_writer_round_trip_keeps_identity_and_indexes_standalone_members(tmp_path):
+    path = tmp_path / "out.warc.gz"
+    places = _write(path)
+    responses = list(iter_responses(path))
+    assert [r.url for r in responses] == [f"https://example.org/{i}" for i in range(5)]
+    assert [r.payload for r in responses] == [_page(i) for i in range(5)]
+    assert responses[3].record_id == "<urn:uuid:00000000-0000-0000-0000-000000000003>"
+    assert responses[3].date == "2024-05-01T12:00:00Z"
+    assert [r.offset for r in responses] == [offset for offset, _ in places]
+    blob = path.read_bytes()
+    assert places[-1][0] + places[-1][1] == len(blob)
+    offset, length = places[2]
+    record = next(iter(ArchiveIterator(io.BytesIO(blob[offset:offset + length]))))
+    assert record.rec_headers.get_header("WARC-Target-URI") == "https://example.org/2"
+
+
+def test_writer_stores_the_decoded_payload_without_transfer_headers(tmp_path):
+    path = tmp_path / "out.warc.gz"
+    with WarcShardWriter(path) as writer:
+        writer.write("https://example.org/x", b"<p>plain</p>", status=404,
+                     headers=[("Content-Type", "text/html"), ("Content-Encoding", "gzip"),
+                              ("Transfer-Encoding", "chunked"), ("Content-Length", "999")])
+    [response] = list(iter_responses(path))
+    assert response.status == 404
+    assert response.payload == b"<p>plain</p>"
+    assert response.header("Content-Encoding") is None
+    assert response.header("Transfer-Encoding") is None
+    assert response.header("Content-Length") == "12"
+
+
+def test_content_encoding_is_decoded_and_a_mislabelled_body_arrives_raw(tmp_path):
+    path = tmp_path / "enc.warc.gz"
+    with path.open("wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for url, body in (("https://example.org/good", gzip.compress(b"<p>zipped</p>")),
+                          ("https://example.org/bad", b"this is not gzip at all"),
+                          ("https://example.org/after", gzip.compress(b"<p>next</p>"))):
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html"),
+                                               ("Content-Encoding", "gzip")],
+                                    protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(
+                url, "response", payload=io.BytesIO(body), length=len(body), http_headers=http))
+    stats = ReadStats()
+    responses = list(iter_responses(path, stats))
+    assert [r.payload for r in responses] == [b"<p>zipped</p>", b"this is not gzip at all",
+                                              b"<p>next</p>"]
+    assert not stats.skipped
+
+
+def test_corrupt_record_is_skipped_with_a_warning_naming_file_and_offset(tmp_path, caplog):
+    path = tmp_path / "flip.warc.gz"
+    places = _write(path)
+    blob = bytearray(path.read_bytes())
+    offset, length = places[2]
+    for i in range(offset + length // 2, offset + length // 2 + 8):
+        blob[i] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+        urls, stats = _read(path)
+    assert urls == [f"https://example.org/{i}" for i in (0, 1, 3, 4)]
+    assert stats.skipped == {"corrupt": 1}
+    assert f"{path}: corrupt data at offset {offset}" in caplog.text
+
+
+def test_truncated_file_keeps_the_whole_records_and_counts_the_rest(tmp_path, caplog):
+    path = tmp_path / "cut.warc.gz"
+    places = _write(path)
+    offset, length = places[4]
+    path.write_bytes(path.read_bytes()[:offset + length // 2])
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+        urls, stats = _read(path)
+    assert urls == [f"https://example.org/{i}" for i in range(4)]
+    assert stats.skipped == {"truncated": 1}
+    assert str(path) in caplog.text and str(offset) in caplog.text
+
+
+def test_payload_that_fails_its_digest_is_skipped(tmp_path):
+    packed = tmp_path / "packed.warc.gz"
+    _write(packed, 2)
+    plain = tmp_path / "plain.warc"  # same length, one byte changed: only the digest can tell
+    plain.write_bytes(gzip.decompress(packed.read_bytes()).replace(b"page 0 lorem",
+                                                                    b"page 0 LOREM"))
+    urls, stats = _read(plain)
+    assert urls == ["https://example.org/1"]
+    assert stats.skipped == {"digest_mismatch": 1}
+
+
+@pytest.mark.parametrize(("blob", "reason"), [
+    (b"this is not a WARC file\n" * 20, "corrupt"),
+    (gzip.compress(b"not a warc inside a gzip\n" * 20), "corrupt"),
+])
+def test_a_file_that_is_not_a_warc_is_a_skip_not_a_crash(tmp_path, blob, reason):
+    path = tmp_path / "junk.warc.gz"
+    path.write_bytes(blob)
+    urls, stats = _read(path)
+    assert urls == []
+    assert stats.skipped == {reason: 1}
+
+
+def test_single_gzip_stream_is_reported_with_its_fix(tmp_path, caplog):
+    path = tmp_path / "whole.warc.gz"
+    _write(path, 3)
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())))
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+        urls, stats = _read(path)
+    assert urls == ["https://example.org/0"]
+    assert stats.skipped == {"not_chunked_gzip": 1}
+    assert "warcio recompress" in caplog.text
+
+
+def test_empty_file_yields_nothing(tmp_path):
+    path = tmp_path / "empty.warc.gz"
+    path.write_bytes(b"")
+    assert _read(path) == ([], ReadStats())
