@@ -1,0 +1,163 @@
+"""The OpenAI wire format the server speaks: request schemas, responses, stream chunks, errors.
+
+In:  JSON bodies of ``POST /v1/chat/completions`` and ``POST /v1/completions``.
+Out: validated requests (:class:`ChatRequest`, :class:`CompletionRequest`) and the JSON
+     shapes OpenAI clients parse: ``chat.completion`` / ``chat.completion.chunk`` /
+     ``text_completion`` objects and ``{"error": {message, type, param, code}}``.
+
+Unknown fields are ignored, as OpenAI-compatible servers commonly do, except those whose
+meaning this server cannot honour (tools, logprobs, penalties, stop strings, top_p < 1...):
+those are refused with a 400 rather than silently giving a different result.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Fields OpenAI defines that change the result; refused unless absent, null, false or neutral.
+UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "response_format",
+               "logprobs", "top_logprobs", "logit_bias", "echo", "suffix", "best_of", "stop",
+               "presence_penalty", "frequency_penalty", "audio", "modalities", "prediction")
+NEUTRAL: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "best_of": 1,
+                           "echo": False, "logprobs": False}
+
+
+class APIError(Exception):
+    """An error answered as ``{"error": {...}}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, param: str | None = None,
+                 code: str | None = None, kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = (
+            status, message, param, code, kind)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.kind, self.param, self.code)
+
+
+def error_body(message: str, kind: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _Request(BaseModel):
+    """Sampling fields shared by both endpoints."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1, description="extension: sample among the k best")
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="one choice per request")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def check_supported(self) -> None:
+        """Refuse fields whose meaning this server cannot honour."""
+        for name in UNSUPPORTED:
+            value = (self.model_extra or {}).get(name)
+            if value is not None and value != NEUTRAL.get(name) and value != []:
+                raise APIError(400, f"{name} is not supported by this server", param=name,
+                               code="unsupported_parameter")
+        if self.top_p is not None and self.top_p < 1:
+            raise APIError(400, "top_p < 1 is not supported by this server; use top_k "
+                           "(an extension field) to restrict sampling", param="top_p",
+                           code="unsupported_parameter")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    # "developer" is what newer OpenAI clients call the system message
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def as_template(self) -> dict[str, str]:
+        """``{"role", "content"}`` as chat/template.py renders it."""
+        text = (self.content if isinstance(self.content, str)
+                else "".join(part.text for part in self.content))
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatRequest(_Request):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str]
+
+    def text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise APIError(400, "prompt must be one string (batches are not supported)",
+                           param="prompt")
+        return self.prompt[0]
+
+    def limit(self) -> int | None:
+        return self.max_tokens
+
+
+class Reply:
+    """The identity of one response, shared by all its stream chunks."""
+
+    def __init__(self, chat: bool, model: str) -> None:
+        self.chat, self.model = chat, model
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+
+    def _envelope(self, choices: list[dict[str, Any]], chunk: bool) -> dict[str, Any]:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat \
+            else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": None, "choices": choices}
+
+    def _choice(self, text: str | None, finish: str | None, chunk: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        if chunk:
+            delta = {} if text is None else {"content": text}
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "message": {"role": "assistant", "content": text},
+                "logprobs": None, "finish_reason": finish}
+
+    def whole(self, text: str, finish: str, usage: dict[str, int]) -> dict[str, Any]:
+        """The non-streaming response."""
+        return {**self._envelope([self._choice(text, finish, False)], False), "usage": usage}
+
+    def first_chunk(self) -> dict[str, Any]:
+        """Chat streams open with the assistant role, as OpenAI's do."""
+        choice = {"index": 0, "delta": {"role": "assistant", "content": ""},
+                  "logprobs": None, "finish_reason": None}
+        return self._envelope([choice], True)
+
+    def chunk(self, text: str | None, finish: str | None = None) -> dict[str, Any]:
+        return self._envelope([self._choice(text, finish, True)], True)
+
+    def usage_chunk(self, usage: dict[str, int]) -> dict[str, Any]:
+        """``stream_options.include_usage``: a last chunk with no choices and the usage."""
+        return {**self._envelope([], True), "usage": usage}
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}

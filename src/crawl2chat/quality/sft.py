@@ -1,0 +1,78 @@
+"""Quality gate of the ``sft`` stage: the chat model ends its turns and learned something.
+
+In:  the stage's output folder (``eval.json``, ``replies.jsonl``, the model files) and its
+     ``Cfg`` (the thresholds). Out: tables with expectations, validated by the runner.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+
+from crawl2chat.quality.suite import Table
+from crawl2chat.stages.sft import EVAL_FILE, REPLIES_FILE
+from crawl2chat.tokenizer.special import SPECIAL_TOKENS
+from crawl2chat.tokenizer.tokenizer import Tokenizer
+
+E = gx.expectations
+MODEL_FILES = ("model.safetensors", "config.json", "tokenizer/tokenizer.json", "report.md",
+               "loss_curve.png", EVAL_FILE, REPLIES_FILE)
+_CONTROL_TEXT = "|".join(t.replace("|", r"\|") for t in SPECIAL_TOKENS)
+
+
+def tables(out_dir: Path, cfg: Any) -> list[Table]:
+    metrics = json.loads((out_dir / EVAL_FILE).read_text())["metrics"]
+    summary = pd.DataFrame([metrics])
+    replies = pd.read_json(out_dir / REPLIES_FILE, lines=True, dtype=False) \
+        if (out_dir / REPLIES_FILE).stat().st_size else pd.DataFrame(
+            columns=["kind", "prompt", "reply", "new_tokens", "ended"])
+    files = pd.DataFrame({"file": list(MODEL_FILES),
+                          "bytes": [(out_dir / f).stat().st_size if (out_dir / f).is_file()
+                                    else 0 for f in MODEL_FILES]})
+    config = json.loads((out_dir / "config.json").read_text())
+    tokenizer = Tokenizer.load(out_dir / "tokenizer")
+    shapes = pd.DataFrame([{"model_vocab": config["vocab_size"],
+                            "tokenizer_vocab": tokenizer.vocab_size}])
+    return [
+        Table("summary", summary, [
+            E.ExpectColumnValuesToBeBetween(column="format_compliance",
+                                            min_value=cfg.min_format_compliance, max_value=1.0),
+            E.ExpectColumnValuesToBeBetween(column="format_judged", min_value=1),
+            E.ExpectColumnValuesToNotBeNull(column="heldout_loss"),  # NaN counts as null
+            E.ExpectColumnValuesToBeBetween(column="heldout_loss", min_value=0.0,
+                                            max_value=cfg.max_heldout_loss),
+            # fine-tuning must lower the loss on conversations it never saw
+            E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="base_heldout_loss",
+                                                      column_B="heldout_loss"),
+            E.ExpectColumnValuesToBeBetween(column="records",
+                                            min_value=cfg.min_train_conversations),
+            E.ExpectColumnValuesToBeBetween(column="tokens", min_value=1),
+        ]),
+        Table("replies", replies, [
+            E.ExpectColumnValuesToBeInSet(column="kind", value_set=["heldout", "prompt"]),
+            E.ExpectColumnValuesToNotBeNull(column="reply"),
+            # a model that gives every prompt the same answer has collapsed, however well
+            # it ends its turns
+            E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+                column="reply", min_value=cfg.min_distinct_replies),
+            # a reply shows text only: control tokens end a turn, they are never printed
+            E.ExpectColumnValuesToNotMatchRegex(column="reply", regex=_CONTROL_TEXT),
+            E.ExpectColumnValuesToBeBetween(column="new_tokens", min_value=0,
+                                            max_value=cfg.max_new_tokens),
+        ]),
+        Table("eval_prompts", replies[replies["kind"] == "prompt"], [
+            E.ExpectTableRowCountToEqual(value=len(cfg.eval_prompts)),  # every one answered
+        ]),
+        Table("files", files, [
+            E.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
+        ]),
+        Table("shapes", shapes, [
+            # every token id must have a row in the embedding
+            E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="model_vocab",
+                                                      column_B="tokenizer_vocab", or_equal=True),
+        ]),
+    ]

@@ -1,0 +1,203 @@
+"""The sft stage on a tiny base model, its quality gate, and chatting with the result."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from crawl2chat.chat import session
+from crawl2chat.chat.data import load_files, split
+from crawl2chat.chat.template import IGNORE
+from crawl2chat.config import ConfigError
+from crawl2chat.errors import InputError
+from crawl2chat.model import train as train_module
+from crawl2chat.model.checkpoint import load_model, save_model
+from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.train import TrainCfg
+from crawl2chat.quality import GateFailed, gate
+from crawl2chat.stages import sft
+from crawl2chat.tokenizer.train import train_bpe
+
+PROMPT = "What is 2 plus 3?"
+
+
+def _conversations() -> list[dict[str, Any]]:
+    out = [{"messages": [{"role": "user", "content": f"What is {a} plus {b}?"},
+                         {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]}
+           for a in range(10) for b in range(10)]
+    out += [{"messages": [{"role": "user", "content": f"Say {w}."},
+                          {"role": "assistant", "content": f"{w.capitalize()}!"},
+                          {"role": "user", "content": "Again?"},
+                          {"role": "assistant", "content": f"{w.capitalize()} again!"}]}
+            for w in ("hello", "thanks", "goodbye", "yes", "no")]
+    out.append({"messages": [{"role": "user", "content": "Nobody answers me."}]})  # skipped
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("sft")
+    data = root / "chat.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in _conversations()))
+    texts = [m["content"] for c in _conversations() for m in c["messages"]]
+    tok = train_bpe(texts * 3, vocab_size=300)
+    torch.manual_seed(0)
+    base = GPT(GPTConfig(vocab_size=320, block_size=64, n_layer=2, n_head=2, n_embd=64))
+    save_model(base, tok, root / "base")
+    cfg = sft.Cfg(
+        sources=[str(data)], heldout_fraction=0.2, eval_prompts=[PROMPT, "Say hello."],
+        eval_conversations=12, max_new_tokens=24, temperature=0.0, min_train_conversations=50,
+        min_format_compliance=0.8,
+        train=TrainCfg(lr=3e-3, min_lr=3e-4, warmup_steps=10, max_steps=150, batch_size=8,
+                       eval_every=75, eval_batches=2, precision="32-true",
+                       progress_bar=False))
+    seen: dict[str, Any] = {}
+    real_fit = train_module.fit
+
+    def spy_fit(model: GPT, train: Any, val: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["train"], seen["val"] = train, val
+        return real_fit(model, train, val, *args, **kwargs)
+
+    out = root / "sft"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "fit", spy_fit)
+        metrics = sft.run(cfg, root / "base", out)
+    return {"root": root, "data": data, "cfg": cfg, "out": out, "metrics": metrics,
+            "seen": seen, "tok": tok}
+
+
+def test_outputs_are_a_loadable_chat_model_with_report_and_eval(trained: dict) -> None:
+    out = trained["out"]
+    for name in ("model.safetensors", "config.json", "tokenizer/tokenizer.json", "report.md",
+                 "loss_curve.png", sft.EVAL_FILE, sft.REPLIES_FILE):
+        assert (out / name).stat().st_size > 0, name
+    model, tok = load_model(out)
+    assert model.config.block_size == 64 and tok.vocab_size == trained["tok"].vocab_size
+    assert json.loads((out / "config.json").read_text())["crawl2chat"]["stage"] == "sft"
+    report = (out / "report.md").read_text()
+    assert PROMPT in report and "format compliance" in report
+    replies = [json.loads(line) for line in (out / sft.REPLIES_FILE).read_text().splitlines()]
+    assert Counter(r["kind"] for r in replies)["prompt"] == 2
+
+
+def test_metrics_count_conversations_tokens_and_skips(trained: dict) -> None:
+    m, cfg = trained["metrics"], trained["cfg"]
+    train, heldout = split(load_files([trained["data"]]).conversations, cfg.heldout_fraction)
+    assert m["records"] == len(train) and m["heldout_conversations"] == len(heldout)
+    assert m["skipped_no_assistant_turn"] == 1 and m["skipped_bad_role"] == 0
+    assistant_text = sum(len(trained["tok"].encode(t)) + 1 for c in train
+                         for r, t in c.messages if r == "assistant")
+    assert m["tokens"] == assistant_text
+    # fine-tuning learned the held-out answers' format and lowered their loss
+    assert m["heldout_loss"] < m["base_heldout_loss"] - 1.0
+    assert m["format_compliance"] >= 0.8
+    assert m["format_judged"] == min(12, len(heldout))
+
+
+def test_loss_is_taken_on_assistant_tokens_only(trained: dict) -> None:
+    """Every target the trainer saw, in order, spells exactly the assistant turns."""
+    tok = trained["tok"]
+    rows = trained["seen"]["train"].rows
+    learned = [t for row in rows for t in row["targets"].tolist() if t != IGNORE]
+    train, _ = split(load_files([trained["data"]]).conversations, trained["cfg"].heldout_fraction)
+    expected = "".join(f"{t}<|assistant_end|>" for c in train for r, t in c.messages
+                       if r == "assistant")
+    assert tok.decode(learned) == expected
+    assert all(len(row["input_ids"]) == 64 for row in rows)
+
+
+def test_quality_gate_passes_and_fails_on_an_unmet_threshold(trained: dict) -> None:
+    cfg, out = trained["cfg"], trained["out"]
+    assert gate("sft", out, cfg)
+    strict = sft.Cfg(**{**cfg.__dict__, "min_format_compliance": 1.01,
+                        "min_train_conversations": 10_000})
+    with pytest.raises(GateFailed) as failed:
+        gate("sft", out, strict)
+    assert "format_compliance" in str(failed.value) and "records" in str(failed.value)
+
+
+def test_quality_gate_fails_a_model_that_gives_every_prompt_one_reply(
+        trained: dict, tmp_path: Path) -> None:
+    collapsed = tmp_path / "sft"
+    shutil.copytree(trained["out"], collapsed)
+    replies = [json.loads(line)
+               for line in (collapsed / sft.REPLIES_FILE).read_text().splitlines()]
+    (collapsed / sft.REPLIES_FILE).write_text("".join(
+        json.dumps({**r, "reply": "Hey!"}) + "\n" for r in replies))
+    with pytest.raises(GateFailed, match="proportion_of_unique_values"):
+        gate("sft", collapsed, trained["cfg"])
+
+
+def test_external_inputs_are_the_conversation_files(trained: dict, tmp_path: Path) -> None:
+    cfg = trained["cfg"]
+    assert sft.external_inputs(cfg, Path("/elsewhere")) == [trained["data"]]
+    with pytest.raises(InputError, match=r"sft.sources: no such file .*missing\.jsonl"):
+        sft.external_inputs(sft.Cfg(sources=["missing.jsonl"]), tmp_path)
+
+
+def test_message_mode_prints_one_reply_without_control_tokens(
+        trained: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert session.run_chat(trained["out"], message=PROMPT, max_new_tokens=24,
+                            temperature=0.0, top_k=None, seed=0) == 0
+    printed = capsys.readouterr().out
+    # the learned answer format, ended at <|assistant_end|> (a tiny model may miscount)
+    assert re.fullmatch(r"2 plus 3 is \d+\.\n", printed), printed
+
+
+def test_interactive_session_streams_resets_and_exits(trained: dict) -> None:
+    model, tok = load_model(trained["out"])
+    lines = iter(["Say hello.", "Again?", "/reset", PROMPT, ""])
+    prompts: list[str] = []
+    chunks: list[str] = []
+
+    class Out(io.StringIO):
+        def write(self, s: str) -> int:
+            chunks.append(s)
+            return super().write(s)
+
+    out = Out()
+    session.chat_loop(model, tok, lambda p: (prompts.append(p), next(lines))[1], out,
+                      max_new_tokens=24, temperature=0.0, top_k=None, seed=0)
+    text = out.getvalue()
+    assert prompts == ["you> "] * 5  # the empty line ended the session
+    first, again = re.findall(r"assistant> (.*)\n", text)[:2]
+    assert again == first.replace("!", " again!")  # the follow-up saw the first turn
+    assert "(new conversation)" in text and "assistant> 2 plus 3 is" in text
+    assert "<|" not in text
+    assert len(chunks) > 20  # streamed piece by piece, not one write per reply
+
+
+def test_interactive_session_ends_on_ctrl_d(trained: dict) -> None:
+    model, tok = load_model(trained["out"])
+
+    def eof(_: str) -> str:
+        raise EOFError
+
+    out = io.StringIO()
+    session.chat_loop(model, tok, eof, out, 8, 0.0, None, 0)
+    assert out.getvalue().endswith("Ctrl-D ends.\n\n")
+
+
+def test_repeat_and_max_conversations_shape_the_training_set(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps(_conversations()[0]) + "\n")
+    b.write_text("".join(json.dumps(c) + "\n" for c in _conversations()[1:11]))
+    conversations = load_files([a, b]).conversations
+    cfg = sft.Cfg(sources=[str(a), str(b)], repeat=[3, 1])
+    chosen = sft._train_set(cfg, conversations, tmp_path)
+    assert [c.origin for c in chosen[:4]] == [f"{a}:1"] * 3 + [f"{b}:1"]
+    assert len(chosen) == 13
+    capped = sft._train_set(sft.Cfg(sources=[str(a), str(b)], max_conversations=4),
+                            conversations, tmp_path)
+    assert len(capped) == 4 and capped == sorted(capped, key=conversations.index)
+    with pytest.raises(ConfigError, match="one whole number >= 1 per source"):
+        sft.Cfg(sources=[str(a), str(b)], repeat=[2])
