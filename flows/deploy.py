@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     root = project_root()
     cfg = load_cfg(root)
     deployment = build_deployment(cfg, root)
+    runtime.quiet_libraries()
     if args.serve:
         from prefect import serve
 

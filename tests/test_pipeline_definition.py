@@ -40,5 +40,7 @@ def test_stage_code_is_a_dependency() -> None:
     stages = _dvc()
     for name in paths.STAGES:
         assert f"src/crawl2chat/stages/{name}.py" in stages[name]["deps"], name
+        assert f"src/crawl2chat/quality/{name}.py" in stages[name]["deps"], name
+        outputs = set(paths.STAGE_OUTPUTS.values())
         for dep in stages[name]["deps"]:
-            assert (REPO / dep).exists(), f"{name} depends on missing {dep}"
+            assert dep in outputs or (REPO / dep).exists(), f"{name} depends on missing {dep}"

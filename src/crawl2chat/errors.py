@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -22,6 +23,11 @@ def report_errors() -> Iterator[None]:
         yield
     except (InputError, ConfigError, StageError, GateFailed, FileNotFoundError) as err:
         print(f"crawl2chat: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except subprocess.CalledProcessError as err:
+        command = " ".join(str(part) for part in err.cmd)
+        print(f"crawl2chat: error: `{command}` failed (exit {err.returncode}); "
+              "its message is above", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("crawl2chat: interrupted", file=sys.stderr)

@@ -43,11 +43,27 @@ def configure(root: Path | None = None) -> None:
     quiet_libraries()
 
 
+_CHATTY = ("alembic", "mlflow", "lightning", "pytorch_lightning", "trafilatura",
+           "great_expectations", "urllib3", "httpx", "fsspec", "numexpr")
+# Prefect logs every failed run with a full traceback; the CLI already reports the
+# error in one line, so its run loggers only speak for crashes of Prefect itself.
+_PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
 def quiet_libraries() -> None:
-    """Keep logs to what a person needs: our progress, not every library's chatter."""
-    for name in ("alembic", "mlflow", "lightning", "lightning.pytorch", "trafilatura",
-                 "great_expectations", "urllib3", "httpx", "fsspec", "numexpr"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Keep logs to what a person needs: our progress, not every library's chatter.
+
+    Libraries such as Lightning set their own loggers' levels when imported, so this is
+    called again after those imports (it is cheap and idempotent).
+    """
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(_CHATTY):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        elif name.startswith(_PREFECT_RUN_LOGGERS):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in (*_CHATTY, *_PREFECT_RUN_LOGGERS):
+        logging.getLogger(name).setLevel(
+            logging.CRITICAL if name in _PREFECT_RUN_LOGGERS else logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*torch.tensor results are.*",
                     ".*Checkpoint directory.*exists.*", ".*LeafSpec.*", ".*treespec.*",
                     ".*litlogger.*", ".*isinstance.*LeafSpec.*"):

@@ -35,7 +35,10 @@ def _gx_context() -> Any:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        from crawl2chat.runtime import quiet_libraries
+
         _context = gx.get_context(mode="ephemeral")
+        quiet_libraries()  # GX sets its loggers to INFO on first use
         _context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False)
     return _context

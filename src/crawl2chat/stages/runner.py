@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, paths, stages
+from crawl2chat import config, lineage, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
 
 log = logging.getLogger("crawl2chat")
@@ -52,11 +52,14 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     from crawl2chat.quality import gate
 
     root = (root or paths.project_root()).resolve()
+    # the stage's core resolves project-relative inputs through paths.project_root()
+    os.environ["CRAWL2CHAT_ROOT"] = str(root)
     module = stages.load(stage)
     section = config.load_params(root).get(stage)
     if section is None:
         raise StageError(f"params.yaml has no '{stage}' section: run `crawl2chat compose`")
     cfg = config.build(module.Cfg, section, stage)
+    runtime.quiet_libraries()  # the stage module's imports may have reset log levels
 
     in_dir = paths.stage_input(stage, root)
     inputs: dict[str, dict[str, str]] = {}
