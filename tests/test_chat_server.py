@@ -6,6 +6,7 @@ greedy replies are known ("Say hello." -> "Hello!") and end with <|assistant_end
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -189,7 +190,7 @@ def test_unknown_model_gets_404_and_bad_json_400(client: openai.OpenAI,
         client.chat.completions.create(model="gpt-4o", messages=HELLO)
     r = httpx.post(server["url"] + "/v1/chat/completions", content=b"{not json",
                    headers={"content-type": "application/json"})
-    assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
     r = httpx.get(server["url"] + "/v1/nowhere")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
@@ -220,17 +221,71 @@ def test_web_page_is_served_and_talks_to_the_streaming_endpoint(
     assert "/v1/chat/completions" in r.text and "stream: true" in r.text
 
 
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client: one call at a time, events skipped."""
+
+    def __init__(self, url: str) -> None:
+        from websockets.sync.client import connect
+
+        self.ws, self.last = connect(url, max_size=None), 0
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        self.last += 1
+        message: dict[str, Any] = {"id": self.last, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.ws.send(json.dumps(message))
+        while True:
+            reply = json.loads(self.ws.recv(timeout=30))
+            if reply.get("id") == self.last:
+                assert "error" not in reply, reply
+                return reply["result"]
+
+    def wait_for(self, session: str, expression: str, value: Any, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while self.evaluate(session, expression) != value:
+            assert time.monotonic() < deadline, f"{expression} never became {value!r}"
+            time.sleep(0.05)
+
+    def evaluate(self, session: str, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", session, expression=expression,
+                           returnByValue=True, awaitPromise=True)
+        return result["result"].get("value")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs a `chromium` binary (Debian: apt-get "
                     "install chromium); the page's HTTP side is tested without it")
 def test_web_page_chats_in_headless_chromium(server: dict[str, Any], tmp_path: Path) -> None:
-    url = server["url"] + "/?" + urllib.parse.urlencode({"q": "Say hello."})
-    dom = subprocess.run(
+    """Load the page with ?q=, let it stream the reply, then type a follow-up and send it."""
+    browser = subprocess.Popen(
         [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path}", "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60, check=True).stdout
-    assert 'data-state="done"' in dom, dom
-    assert '<div class="msg user">Say hello.</div>' in dom
-    assert '<div class="msg assistant">Hello!</div>' in dom
+         f"--user-data-dir={tmp_path}", "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = tmp_path / "DevToolsActivePort"  # chromium writes its port and path here
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and len(port_file.read_text().split()) == 2):
+            assert browser.poll() is None and time.monotonic() < deadline, "no DevTools port"
+            time.sleep(0.05)
+        port, path = port_file.read_text().split()
+        tools = _DevTools(f"ws://127.0.0.1:{port}{path}")
+        url = server["url"] + "/?" + urllib.parse.urlencode({"q": "Say hello."})
+        target = tools.call("Target.createTarget", url=url)["targetId"]
+        page = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        state = "document.body ? document.body.dataset.state : null"
+        tools.wait_for(page, state, "done")
+        tools.evaluate(page, "document.getElementById('input').value = 'Say yes.';"
+                       "document.getElementById('send').click(); 0")
+        tools.wait_for(page, state, "done")
+        bubbles = tools.evaluate(page, "[...document.querySelectorAll('#log .msg')]"
+                                 ".map(d => [d.className, d.textContent])")
+        tools.ws.close()
+    finally:
+        browser.terminate()
+        browser.wait(timeout=15)
+    assert [b[0] for b in bubbles] == ["msg user", "msg assistant"] * 2, bubbles
+    assert bubbles[:2] == [["msg user", "Say hello."], ["msg assistant", "Hello!"]]
+    assert bubbles[2][1] == "Say yes." and "<|" not in bubbles[3][1]
 
 
 def test_serve_command_serves_a_model_folder(model_dir: Path) -> None:

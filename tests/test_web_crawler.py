@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fastwarc.warc import ArchiveIterator as FastIterator
+from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
 from crawl2chat.config import ConfigError, build
@@ -48,7 +51,7 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
 class _Handler(BaseHTTPRequestHandler):
     log: list[tuple[float, str]]  # (monotonic time, path) of every request, set per server
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         self.log.append((time.monotonic(), self.path))
         port = self.server.server_address[1]
         if self.path == "/old":
@@ -70,7 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the crawler hung up on the slow page already
             pass
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: the test keeps its own log."""
 
 
@@ -119,7 +122,7 @@ def test_crawl_follows_the_rules(server: tuple[str, list[tuple[float, str]]],
     assert stats.robots == {base: 200}
     # per-host pacing: request starts at least DELAY_S apart (timer slack of 10 ms)
     times = [t for t, _ in log]
-    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= DELAY_S - 0.01
+    assert min(b - a for a, b in itertools.pairwise(times)) >= DELAY_S - 0.01
     assert elapsed < 10
 
     # the WARC: warcinfo, then request+response pairs that name each other
@@ -150,6 +153,17 @@ def test_crawl_follows_the_rules(server: tuple[str, list[tuple[float, str]]],
         assert entry["request_to"] == entry["response"]
         assert entry["response_to"] == entry["request"]
     assert pairs[base + "/a"]["body"] == PAGES["/a"][2]
+
+    # fastwarc reads the same file: same records, URIs and statuses
+    with (tmp_path / "crawl.warc.gz").open("rb") as fh:
+        fast = [(r.headers["WARC-Type"], r.headers["WARC-Target-URI"],
+                 r.http_headers.status_code if r.record_type == WarcRecordType.response else None)
+                for r in FastIterator(fh, parse_http=True,
+                                      record_types=WarcRecordType.request
+                                      | WarcRecordType.response)]
+    assert len(fast) == 14
+    assert {(u.removeprefix(base), code) for kind, u, code in fast
+            if kind == "response"} == set(written.items())
 
 
 def test_max_pages_bounds_the_crawl(server: tuple[str, list[tuple[float, str]]],

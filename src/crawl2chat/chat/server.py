@@ -192,6 +192,8 @@ class Engine:
 
 def _validation_message(err: RequestValidationError) -> tuple[str, str | None]:
     first = err.errors()[0]
+    if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+        return f"the request body is not valid JSON ({first.get('msg')})", None
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
     param = ".".join(loc) or None
     return (f"{param}: {first.get('msg')}" if param else str(first.get("msg"))), param

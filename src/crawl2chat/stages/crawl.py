@@ -89,11 +89,9 @@ def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
 def crawl_into(cfg: Cfg, out_dir: Path) -> tuple[Path, CrawlStats]:
     """Run the crawler into ``out_dir/raw``; the raw WARC and what the crawl did."""
     from crawl2chat.web.crawler import Crawler
-    from crawl2chat.web.politeness import blocklist_filter
-
     raw = out_dir / RAW_CRAWL
     raw.parent.mkdir(parents=True, exist_ok=True)
-    stats = Crawler(cfg.crawler, blocklist_filter(cfg.crawler)).crawl(raw)
+    stats = Crawler(cfg.crawler).crawl(raw)
     return raw, stats
 
 

@@ -30,7 +30,13 @@ from warcio.warcwriter import WARCWriter
 from crawl2chat.config import ConfigError
 from crawl2chat.web.fetch import REDIRECTS, Exchange, FetchError, fetch
 from crawl2chat.web.links import charset_of, extract_links, normalize
-from crawl2chat.web.politeness import HostPacer, Refused, RobotsRules, resolve_public
+from crawl2chat.web.politeness import (
+    HostPacer,
+    Refused,
+    RobotsRules,
+    blocklist_filter,
+    resolve_public,
+)
 
 log = logging.getLogger("crawl2chat.crawler")
 
@@ -97,7 +103,8 @@ class Crawler:
                  url_filter: Callable[[str], str | None] | None = None,
                  pacer: HostPacer | None = None) -> None:
         self.settings = settings
-        self.url_filter = url_filter
+        # the settings' blocklist always applies unless a caller brings its own filter
+        self.url_filter = url_filter if url_filter is not None else blocklist_filter(settings)
         self.pacer = pacer or HostPacer(settings.delay_s)
         self.domains = settings.domains()
         self.stats = CrawlStats()
