@@ -48,6 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config.write_params(root, config.compose(root))
     from flows.pipeline import pipeline
 
+    runtime.quiet_libraries()
     pipeline(force=args.force)
     print("\nDone. Talk to the model:  crawl2chat chat models/sft")
     print("Data behind it:           crawl2chat audit models/sft")
@@ -57,6 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_stage(args: argparse.Namespace) -> int:
     from flows.stages import run_stage_flow
 
+    runtime.quiet_libraries()
     metrics = run_stage_flow(args.name)
     print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
     return 0
@@ -82,6 +84,46 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return run_generate(Path(args.model_dir), prompt=args.prompt,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                         top_k=args.top_k, seed=args.seed)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from crawl2chat.chat.server import Limits, run_server
+
+    limits = Limits(max_tokens=args.max_tokens, max_concurrency=args.max_concurrency,
+                    top_k=args.top_k)
+    return run_server(Path(args.model_dir), host=args.host, port=args.port,
+                      model_id=args.model_name, limits=limits)
+
+
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    from crawl2chat.tokenizer.show import run_tokenize
+
+    return run_tokenize(Path(args.model), args.text, as_json=args.json)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from crawl2chat.web.tools import extract_file
+
+    return extract_file(Path(args.file), sys.stdout)
+
+
+def _cmd_langid(args: argparse.Namespace) -> int:
+    from crawl2chat.web.tools import langid_lines
+
+    return langid_lines(sys.stdin, sys.stdout)
+
+
+def _cmd_pii(args: argparse.Namespace) -> int:
+    from crawl2chat.web.tools import pii_lines
+
+    return pii_lines(sys.stdin, sys.stdout, mode=args.mode)
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -147,6 +189,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", "-p", required=True, help="the text to continue")
     _sampling_args(p, max_new_tokens=100)
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API + web chat",
+                       description="Serve MODEL_DIR over HTTP: POST /v1/chat/completions "
+                       "(chat template, streaming or not), POST /v1/completions (plain text "
+                       "continuation, for base models), GET /v1/models, and a web chat page at "
+                       "/. Any OpenAI client works: base_url=http://HOST:PORT/v1, any api_key, "
+                       "model=the name printed at start. Ctrl-C stops it.")
+    p.add_argument("model_dir", help="a model folder, e.g. models/sft or models/base")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 exposes it to the network, and there "
+                   "is no authentication (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    p.add_argument("--model-name",
+                   help="the model id clients must send (default: the folder's name)")
+    p.add_argument("--max-tokens", type=_positive_int, default=512,
+                   help="most new tokens one request may ask for; also the default when a "
+                   "request gives none (default: %(default)s)")
+    p.add_argument("--max-concurrency", type=_positive_int, default=2,
+                   help="generations running at once; further requests get HTTP 429 "
+                   "(default: %(default)s)")
+    p.add_argument("--top-k", type=_positive_int, default=50,
+                   help="sample among the k most likely tokens unless a request sets top_k "
+                   "(default: %(default)s)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("tokenize", help="show the ids and pieces a tokenizer cuts a text into",
+                       description="Encode TEXT as ordinary text (special-token text stays "
+                       "plain bytes) and print the ids and each token's piece.")
+    p.add_argument("text", help="the text to encode")
+    p.add_argument("--model", default="data/tokens",
+                   help="folder with tokenizer.json or tokenizer/tokenizer.json, e.g. "
+                   "data/tokens or models/sft (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=_cmd_tokenize)
+
+    p = sub.add_parser("extract", help="print the main text of an HTML file",
+                       description="Extract the main text the way the text stage does "
+                       "(trafilatura, precision mode).")
+    p.add_argument("file", help="an HTML file")
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("langid", help="language of each stdin line, as JSON lines",
+                       description='Print {"lang": .., "score": ..} per input line '
+                       "(fastText lid.176).")
+    p.set_defaults(func=_cmd_langid)
+
+    p = sub.add_parser("pii", help="redact e-mails, public IPs and phone numbers on stdin",
+                       description="Write stdin to stdout line for line, PII replaced.")
+    p.add_argument("--mode", choices=("placeholder", "fake"), default="placeholder",
+                   help="<EMAIL>/<IP>/<PHONE> placeholders or realistic fake values "
+                   "(default: %(default)s)")
+    p.set_defaults(func=_cmd_pii)
     return parser
 
 

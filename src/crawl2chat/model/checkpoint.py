@@ -1,0 +1,90 @@
+"""A model folder that describes itself: weights, shape and tokenizer side by side.
+
+``save_model(model, tokenizer, folder)`` writes ``model.safetensors`` (the tied output
+head is stored once, as the token embedding), ``config.json`` (the ``GPTConfig``
+fields, ``"architecture": "gpt2"`` and, under ``"crawl2chat"``, whatever the caller
+adds: training metrics, the stage) and ``tokenizer/``. ``load_model(folder)`` reads
+them back; it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crawl2chat.errors import InputError
+from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.tokenizer.tokenizer import Tokenizer
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TOKENIZER_DIR = "tokenizer"
+ARCHITECTURE = "gpt2"
+TIED_KEY = "lm_head.weight"  # the same tensor as transformer.wte.weight
+
+
+def save_model(model: GPT, tokenizer: Tokenizer, folder: Path,
+               extra: dict[str, Any] | None = None) -> None:
+    """Write ``model`` and ``tokenizer`` into ``folder`` (created if missing)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # safetensors refuses tensors that share memory; the tied head is re-tied on load
+    state = {name: t.detach().to("cpu").contiguous()
+             for name, t in model.state_dict().items() if name != TIED_KEY}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
+    config = {"architecture": ARCHITECTURE, **dataclasses.asdict(model.config)}
+    if extra:
+        config["crawl2chat"] = extra
+    (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+    tokenizer.save(folder / TOKENIZER_DIR)
+
+
+def read_config(folder: Path) -> GPTConfig:
+    """The ``GPTConfig`` stored in ``folder/config.json``; InputError names what is wrong."""
+    file = folder / CONFIG
+    if not folder.is_dir():
+        raise InputError(f"model folder {folder} does not exist")
+    if not file.is_file():
+        raise InputError(f"{file} is missing: {folder} is not a crawl2chat model folder")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{file}: not valid JSON ({err})") from err
+    if data.get("architecture") != ARCHITECTURE:
+        raise InputError(f"{file}: architecture is {data.get('architecture')!r}, "
+                         f"expected {ARCHITECTURE!r}")
+    names = [f.name for f in dataclasses.fields(GPTConfig)]
+    try:
+        return GPTConfig(**{name: data[name] for name in names if name in data})
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{file}: {err}") from err
+
+
+def load_model(folder: Path, device: str = "cpu") -> tuple[GPT, Tokenizer]:
+    """The model (in eval mode, on ``device``) and tokenizer saved in ``folder``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = read_config(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise InputError(f"{weights} is missing")
+    try:
+        state = load_file(str(weights), device=device)
+    except SafetensorError as err:
+        raise InputError(f"{weights}: cannot read ({err})") from err
+    with torch.device(device):
+        model = GPT(config)
+    result = model.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys) - {TIED_KEY}
+    if missing or result.unexpected_keys:
+        raise InputError(f"{weights} does not match {folder / CONFIG}: missing "
+                         f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}")
+    # load_state_dict copies into the existing parameters, so the head is still tied
+    assert model.lm_head.weight is model.transformer.wte.weight
+    return model.eval(), Tokenizer.load(folder / TOKENIZER_DIR)

@@ -1,0 +1,186 @@
+"""Stage ``base``: token shards -> a pretrained GPT base model.
+
+In: ``data/tokens/`` (``tokenizer/``, ``train.bin``, ``val.bin``, ``meta.json``; see
+:mod:`crawl2chat.tokenizer.shards`). Out (``models/base/``): ``model.safetensors``,
+``config.json``, ``tokenizer/``, ``loss_curve.png``, ``samples.json`` and ``report.md``.
+
+The model trains on random windows of the train split; its loss is measured on
+windows spread evenly over the val split and set beside two baselines in nats/token:
+the unigram entropy of the train tokens (what a model that ignores context at best
+achieves) and ln(vocab) (uniform guessing). The vocabulary is padded up to a multiple
+of 64 (faster matmuls); padded ids never occur and are never sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crawl2chat.config import ConfigError
+from crawl2chat.errors import InputError
+from crawl2chat.model.checkpoint import save_model
+from crawl2chat.model.generate import generate
+from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.train import LOSS_CURVE, TokenWindows, TrainCfg, fit
+from crawl2chat.tokenizer import special
+from crawl2chat.tokenizer.shards import open_split, read_meta
+from crawl2chat.tokenizer.tokenizer import Tokenizer
+
+SAMPLES = "samples.json"
+VOCAB_MULTIPLE = 64
+UNIGRAM_MAX_TOKENS = 1 << 26  # the entropy of larger splits is estimated on a spread sample
+_CHUNK = 1 << 22
+
+
+@dataclass
+class Cfg:
+    """Params of the ``base`` stage (``params.yaml`` section ``base``)."""
+
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    block_size: int = 256
+    """Context length in tokens."""
+    dropout: float = 0.0
+    train: TrainCfg = field(default_factory=TrainCfg)
+    prompts: list[str] = field(default_factory=lambda: [
+        "The", "In this article, we", "How to install"])
+    """Continued after training (and at every validation) to show what the model learned."""
+    sample_tokens: int = 64
+    """New tokens per sample."""
+    require_beats_unigram: bool = False
+    """Quality gate: val loss must be below the unigram entropy (off for tiny smoke runs)."""
+
+
+def padded_vocab(vocab_size: int) -> int:
+    return -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def unigram_entropy(tokens: np.ndarray, vocab_size: int,
+                    max_tokens: int = UNIGRAM_MAX_TOKENS) -> float:
+    """Entropy (nats/token) of the token frequencies; beyond ``max_tokens`` it is
+    estimated from evenly spread chunks, so a 10B-token split costs no more than 64M."""
+    n = len(tokens)
+    if n <= max_tokens:
+        starts: Any = range(0, n, _CHUNK)
+    else:
+        starts = np.linspace(0, n - _CHUNK, max(1, max_tokens // _CHUNK)).astype(np.int64)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in starts:
+        counts += np.bincount(np.asarray(tokens[start:start + _CHUNK]), minlength=vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def sample(model: GPT, tok: Tokenizer, cfg: Cfg) -> list[dict[str, Any]]:
+    """{prompt, continuation, tokens} for every prompt; a new <|bos|> (the next
+    document) stops a continuation early."""
+    bos = tok.special_id(special.BOS)
+    out = []
+    for i, prompt in enumerate(cfg.prompts):
+        # a seed per prompt: one shared random stream makes similar prompts look alike
+        ids = list(generate(model, [bos, *tok.encode(prompt)], cfg.sample_tokens,
+                            temperature=0.8, top_k=50, seed=cfg.train.seed + i,
+                            stop_ids={bos}, vocab_limit=tok.vocab_size))
+        out.append({"prompt": prompt, "continuation": tok.decode(ids), "tokens": len(ids)})
+    return out
+
+
+def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
+    if in_dir is None:
+        raise InputError("the base stage needs the tokens stage's output folder")
+    meta = read_meta(in_dir)
+    tok = Tokenizer.load(in_dir / "tokenizer")
+    if int(meta["vocab_size"]) != tok.vocab_size:
+        raise InputError(f"{in_dir / 'meta.json'}: vocab_size {meta['vocab_size']} but "
+                         f"{in_dir / 'tokenizer'} has {tok.vocab_size}; rerun the tokens stage")
+    splits = {split: open_split(in_dir, split) for split in ("train", "val")}
+    for split, tokens in splits.items():
+        if len(tokens) <= cfg.block_size + 1:
+            raise InputError(f"{in_dir / (split + '.bin')}: {len(tokens)} tokens, fewer than "
+                             f"one window of block_size {cfg.block_size} + 1; lower "
+                             f"base.block_size or give the tokens stage more text")
+    try:
+        gpt_cfg = GPTConfig(vocab_size=padded_vocab(tok.vocab_size), block_size=cfg.block_size,
+                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                            dropout=cfg.dropout)
+    except ValueError as err:
+        raise ConfigError(f"base: {err}") from err
+    torch.manual_seed(cfg.train.seed)
+    model = GPT(gpt_cfg)
+    tc = cfg.train
+    windows = tc.max_steps * tc.grad_accum * tc.batch_size
+    train = TokenWindows(splits["train"], cfg.block_size, "random", windows, seed=tc.seed)
+    val = TokenWindows(splits["val"], cfg.block_size, "strided", tc.eval_batches * tc.batch_size)
+    entropy = unigram_entropy(splits["train"], gpt_cfg.vocab_size)
+    uniform = math.log(tok.vocab_size)
+
+    def sample_texts(m: GPT) -> list[str]:
+        return [s["prompt"] + s["continuation"] for s in sample(m, tok, cfg)]
+
+    result = fit(model, train, val, tc, out_dir, sample_fn=sample_texts,
+                 reference_lines={"unigram entropy": entropy, "uniform": uniform})
+    samples = sample(model, tok, cfg)
+    metrics: dict[str, float] = {
+        "records": float(result["steps"] * tc.grad_accum * tc.batch_size),
+        "tokens": result["tokens"],
+        "val_loss": result["val_loss"],
+        "train_loss": result["train_loss"],
+        "unigram_entropy": entropy,
+        "uniform_loss": uniform,
+        "params": float(model.num_params()),
+        "steps": result["steps"],
+        "tokens_per_s": result["tokens_per_s"],
+    }
+    save_model(model, tok, out_dir, extra={
+        "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
+        **{k: metrics[k] for k in ("val_loss", "train_loss", "unigram_entropy",
+                                   "uniform_loss", "steps", "tokens")}})
+    (out_dir / SAMPLES).write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
+    _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
+    return metrics
+
+
+def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, float],
+                  samples: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    tc = cfg.train
+    gap = m["unigram_entropy"] - m["val_loss"]
+    verdict = (f"{gap:.2f} nats/token below the unigram entropy: the model uses context"
+               if gap > 0 else
+               f"{-gap:.2f} nats/token above the unigram entropy: it has not yet learned "
+               "more than token frequencies (train longer or on more text)")
+    lines = [
+        "# base: GPT pretrained on the crawl",
+        "",
+        f"- Model: {gpt_cfg.n_layer} layers x {gpt_cfg.n_embd} wide, {gpt_cfg.n_head} heads, "
+        f"context {gpt_cfg.block_size}, vocab {gpt_cfg.vocab_size} (tokenizer "
+        f"{meta['vocab_size']}, padded to a multiple of {VOCAB_MULTIPLE}); "
+        f"{m['params'] / 1e6:.2f}M parameters.",
+        f"- Training: {int(m['steps'])} steps x {tc.batch_size * tc.grad_accum} windows = "
+        f"{m['tokens'] / 1e6:.2f}M tokens ({m['tokens'] / max(1, meta['train_tokens']):.2f} "
+        f"passes over {meta['train_tokens']} train tokens) at {m['tokens_per_s']:.0f} "
+        f"tokens/s; lr {tc.lr} -> {tc.min_lr}, precision {tc.precision}.",
+        "",
+        "| loss (nats/token) | value |",
+        "|---|---:|",
+        f"| train (last steps) | {m['train_loss']:.3f} |",
+        f"| **validation** | **{m['val_loss']:.3f}** |",
+        f"| unigram entropy of train tokens | {m['unigram_entropy']:.3f} |",
+        f"| uniform over the vocabulary, ln({meta['vocab_size']}) | {m['uniform_loss']:.3f} |",
+        "",
+        f"Validation loss is {verdict}.",
+        "",
+        f"![loss curve]({LOSS_CURVE})",
+        "",
+        f"## Samples (temperature 0.8, top-k 50, seeds {tc.seed}, {tc.seed} + 1, ...)",
+        "",
+    ]
+    for s in samples:
+        lines += [f"> **{s['prompt']}**{s['continuation']}".replace("\n", "\n> "), ""]
+    (out_dir / "report.md").write_text("\n".join(lines))

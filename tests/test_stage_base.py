@@ -1,0 +1,174 @@
+"""Stage ``base`` on a tiny tokens folder built here, its quality gate, and its presets."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from crawl2chat import config
+from crawl2chat.config import ConfigError
+from crawl2chat.errors import InputError
+from crawl2chat.model.checkpoint import load_model
+from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.train import TrainCfg
+from crawl2chat.quality import GateFailed, gate
+from crawl2chat.stages.base import Cfg, padded_vocab, run, unigram_entropy
+from crawl2chat.tokenizer.shards import open_split, write_shards
+from crawl2chat.tokenizer.train import train_bpe
+
+REPO = Path(__file__).resolve().parents[1]
+ANIMALS = ["cat", "dog", "bird", "horse", "fox"]
+PLACES = ["mat", "roof", "garden", "barn", "hill"]
+
+
+def _documents(n: int) -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(f"The {rng.choice(ANIMALS)} sat on the {rng.choice(PLACES)}."
+                     for _ in range(rng.randint(20, 40))) for _ in range(n)]
+
+
+def _cfg(**changes: object) -> Cfg:
+    train = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=3, max_steps=20, batch_size=8,
+                     eval_every=10, eval_batches=2, log_every=5, progress_bar=False)
+    return Cfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "train": train,
+                  "prompts": ["The cat", "A"], "sample_tokens": 12, **changes})
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tokens")
+    docs = _documents(40)
+    tok = train_bpe(docs, vocab_size=300, min_frequency=2)
+    tok.save(folder / "tokenizer")
+    write_shards(tok, [(docs, [i % 8 == 0 for i in range(len(docs))])], folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def stage(tokens: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("base")
+    return out, run(_cfg(), tokens, out)
+
+
+def test_metrics_name_the_work_and_the_baselines(stage: tuple[Path, dict],
+                                                 tokens: Path) -> None:
+    out, m = stage
+    assert m["records"] == 20 * 8 and m["tokens"] == 20 * 8 * 32 and m["steps"] == 20
+    vocab = json.loads((tokens / "meta.json").read_text())["vocab_size"]
+    train = open_split(tokens, "train")
+    counts = np.bincount(train, minlength=vocab)
+    p = counts[counts > 0] / counts.sum()
+    assert m["unigram_entropy"] == pytest.approx(float(-(p * np.log(p)).sum()))
+    assert m["uniform_loss"] == pytest.approx(math.log(vocab))
+    # the templates are easy: even 20 steps beat the token frequencies
+    assert m["val_loss"] < m["unigram_entropy"]
+    model, _ = load_model(out)
+    assert m["params"] == model.num_params()
+    assert model.config.vocab_size == padded_vocab(vocab) == 320
+
+
+def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict]) -> None:
+    out, m = stage
+    assert {p.name for p in out.iterdir()} == {
+        "model.safetensors", "config.json", "tokenizer", "loss_curve.png", "samples.json",
+        "report.md"}
+    samples = json.loads((out / "samples.json").read_text())
+    assert [s["prompt"] for s in samples] == ["The cat", "A"]
+    assert all(0 <= s["tokens"] <= 12 for s in samples)
+    report = (out / "report.md").read_text()
+    assert f"{m['val_loss']:.3f}" in report and f"{m['unigram_entropy']:.3f}" in report
+    assert "**The cat**" + samples[0]["continuation"].split("\n")[0] in report
+    config_json = json.loads((out / "config.json").read_text())
+    assert config_json["crawl2chat"]["val_loss"] == m["val_loss"]
+
+
+def test_gate_passes_on_good_output(stage: tuple[Path, dict]) -> None:
+    out, _ = stage
+    assert len(gate("base", out, _cfg(require_beats_unigram=True))) > 20
+
+
+def _nan_weight(folder: Path) -> None:
+    state = load_file(str(folder / "model.safetensors"))
+    state["transformer.h.0.mlp.c_fc.weight"][0, 0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def _drop_tensor(folder: Path) -> None:
+    state = load_file(str(folder / "model.safetensors"))
+    del state["transformer.ln_f.bias"]
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def _worse_than_unigram(folder: Path) -> None:
+    data = json.loads((folder / "config.json").read_text())
+    data["crawl2chat"]["val_loss"] = data["crawl2chat"]["unigram_entropy"] + 0.1
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def _infinite_loss(folder: Path) -> None:
+    data = json.loads((folder / "config.json").read_text())
+    data["crawl2chat"]["train_loss"] = float("inf")
+    (folder / "config.json").write_text(json.dumps(data))
+
+
+def _lose_a_sample(folder: Path) -> None:
+    samples = json.loads((folder / "samples.json").read_text())
+    (folder / "samples.json").write_text(json.dumps(samples[:1]))
+
+
+@pytest.mark.parametrize(("damage", "cfg_changes", "expected"), [
+    (_nan_weight, {}, "finite"),
+    (_drop_tensor, {}, "row_count"),
+    (_worse_than_unigram, {"require_beats_unigram": True}, "unigram_entropy"),
+    (_infinite_loss, {}, "finite"),
+    (_lose_a_sample, {}, "samples"),
+    (lambda folder: (folder / "loss_curve.png").unlink(), {}, "bytes"),
+    (lambda folder: None, {"n_layer": 3}, "n_layer"),
+])
+def test_gate_fails_on_broken_output(stage: tuple[Path, dict], tmp_path: Path,
+                                     damage, cfg_changes: dict, expected: str) -> None:
+    out, _ = stage
+    broken = tmp_path / "base"
+    shutil.copytree(out, broken)
+    damage(broken)
+    with pytest.raises(GateFailed, match=expected):
+        gate("base", broken, _cfg(**cfg_changes))
+
+
+def test_bad_input_and_shape_name_the_problem(tokens: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"val\.bin.*block_size"):
+        run(_cfg(block_size=4096), tokens, tmp_path)
+    with pytest.raises(ConfigError, match="n_head"):
+        run(_cfg(n_head=3), tokens, tmp_path)
+    with pytest.raises(InputError, match=r"meta\.json"):
+        run(_cfg(), tmp_path, tmp_path / "out")
+
+
+def test_unigram_entropy_of_a_long_split_is_estimated_from_a_spread_sample() -> None:
+    ids = np.tile(np.arange(4, dtype=np.uint16), 1 << 21)  # 8M ids, uniform over 4
+    assert unigram_entropy(ids, 8) == pytest.approx(math.log(4))
+    assert unigram_entropy(ids, 8, max_tokens=1 << 22) == pytest.approx(math.log(4))
+
+
+@pytest.mark.parametrize("preset", ["demo", "smoke", "gpt2_124m"])
+def test_every_preset_builds_a_cfg_and_model(preset: str, tmp_path: Path) -> None:
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    cfg = config.build(Cfg, config.compose(tmp_path, [f"experiment={preset}"])["base"], "base")
+    vocab = {"demo": 4096, "smoke": 512, "gpt2_124m": 50257}[preset]
+    with torch.device("meta"):  # shape only: no memory for GPT-2's 124M parameters
+        model = GPT(GPTConfig(padded_vocab(vocab), cfg.block_size, cfg.n_layer, cfg.n_head,
+                              cfg.n_embd, cfg.dropout))
+    if preset == "gpt2_124m":
+        assert model.config.vocab_size == 50304
+        assert model.num_params() == pytest.approx(124.4e6, rel=0.01)
+        assert cfg.train.batch_size * cfg.train.grad_accum * cfg.block_size == 524288
+    assert cfg.train.max_steps > cfg.train.warmup_steps
