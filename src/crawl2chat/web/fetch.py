@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from crawl2chat.web.headers import HeaderLookup
+
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 1 << 16
 
@@ -30,7 +32,7 @@ class FetchError(Exception):
 
 
 @dataclass(frozen=True)
-class Exchange:
+class Exchange(HeaderLookup):
     """A request as sent and the response as received (body possibly not read)."""
 
     url: str
@@ -43,13 +45,6 @@ class Exchange:
     body: bytes
     body_read: bool  # False when the media type was not wanted and the body was left unread
 
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    @property
-    def mime_type(self) -> str:
-        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
 
 
 class _PinnedHTTP(http.client.HTTPConnection):

@@ -81,18 +81,15 @@ class GopherRepetition:
         text = doc.text
         if not text:
             return "empty"
-        paragraphs = _PARAGRAPHS.split(text.strip())
-        count, chars = find_duplicates(paragraphs)
-        if count / len(paragraphs) > self.dup_para_frac:
-            return "dup_para_frac"
-        if chars / len(text) > self.dup_para_char_frac:
-            return "dup_para_char_frac"
-        lines = _LINES.split(text)
-        count, chars = find_duplicates(lines)
-        if count / len(lines) > self.dup_line_frac:
-            return "dup_line_frac"
-        if chars / len(text) > self.dup_line_char_frac:
-            return "dup_line_char_frac"
+        for unit, parts, frac, char_frac in (
+                ("para", _PARAGRAPHS.split(text.strip()), self.dup_para_frac,
+                 self.dup_para_char_frac),
+                ("line", _LINES.split(text), self.dup_line_frac, self.dup_line_char_frac)):
+            count, chars = find_duplicates(parts)
+            if count / len(parts) > frac:
+                return f"dup_{unit}_frac"
+            if chars / len(text) > char_frac:
+                return f"dup_{unit}_char_frac"
         tokens = words(text)
         for n, limit in sorted(self.top_n_grams.items()):
             if top_ngram_chars(tokens, int(n)) / len(text) > limit:

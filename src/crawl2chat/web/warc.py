@@ -27,6 +27,8 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from crawl2chat.web.headers import HeaderLookup
+
 log = logging.getLogger("crawl2chat.web")
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -36,7 +38,7 @@ _TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
 
 
 @dataclass(frozen=True)
-class WarcResponse:
+class WarcResponse(HeaderLookup):
     """One HTTP response record; ``payload`` is the body after content/transfer decoding."""
 
     url: str
@@ -48,14 +50,6 @@ class WarcResponse:
     file: str
     offset: int
 
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    @property
-    def mime_type(self) -> str:
-        """The media type without parameters, lower case (``text/html``); '' if absent."""
-        return (self.header("Content-Type") or "").split(";")[0].strip().lower()
 
 
 @dataclass
