@@ -21,15 +21,19 @@ def print_audit(model_dir: Path, as_json: bool = False) -> int:
                           "chain": [dataclasses.asdict(link) for link in chain]}, indent=2))
         return 0 if ok else 1
     table = Table(title=f"Data and runs behind {model_dir}", show_lines=True)
-    for column in ("stage", "output", "MLflow run", "git revision", "inputs (sha256)", "check"):
-        table.add_column(column, overflow="fold")
+    for column in ("stage", "output", "MLflow run", "git revision", "inputs", "sha256", "check"):
+        table.add_column(column, no_wrap=column != "inputs")
     for link in chain:
-        inputs = "\n".join(f"{name}  {info['digest'][:16]}" for name, info in link.inputs.items())
+        names = "\n".join(link.inputs)
+        digests = "\n".join(info["digest"][:16] for info in link.inputs.values())
         check = ("ok" if link.run_found and link.inputs_match
                  else "run missing" if not link.run_found else "digest mismatch")
         table.add_row(link.stage, link.folder, link.mlflow_run_id[:12],
-                      link.git_revision[:12], inputs, check)
-    Console().print(table)
+                      link.git_revision[:12], names, digests, check)
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
     print("verified: every link matches its MLflow run" if ok
           else "NOT verified: see the check column")
     return 0 if ok else 1
