@@ -4,7 +4,11 @@
 top-k; temperature 0 is greedy). A seeded ``torch.Generator`` makes it repeatable: the
 same model, prompt and seed give the same ids on the same device. ``run_generate`` is
 the ``crawl2chat generate`` command: load a model folder, print prompt + continuation.
-No KV cache: every step re-reads the (cropped) context, which is cheap at these sizes.
+
+With the KV cache (the default) the prompt is run once and each new token costs one
+position. Once the context outgrows ``block_size`` every step recomputes the last
+``block_size`` ids, exactly as without the cache: the learned position embeddings
+shift with the window, so cached keys cannot be reused, and the two paths stay equal.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import torch
 from torch import nn
 
 from crawl2chat.model.gpt import GPT
+from crawl2chat.model.kvcache import KVCache
 
 
 def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
              top_k: int | None = 50, seed: int = 0, stop_ids: Collection[int] = (),
-             vocab_limit: int | None = None) -> Iterator[int]:
+             vocab_limit: int | None = None, use_cache: bool = True) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` ids continuing ``ids``.
 
     A sampled id in ``stop_ids`` ends the stream and is not yielded (so fewer than
     ``max_new_tokens`` ids means a stop id was hit). ``vocab_limit`` keeps sampling
     below the tokenizer's vocabulary size: the model's vocab is padded past it.
+    ``use_cache=False`` recomputes the whole (cropped) context for every token: the
+    reference the cache is tested and benchmarked against.
     """
     if not ids:
         raise ValueError("generate needs at least one context id (e.g. <|bos|>)")
@@ -36,25 +43,39 @@ def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: f
     generator = torch.Generator(device=device).manual_seed(seed)
     context = torch.tensor([list(ids)], dtype=torch.long, device=device)
     stops = set(stop_ids)
+    block_size = model.config.block_size
+    cache = KVCache(model.config.n_layer, block_size) if use_cache else None
     was_training = model.training
     model.eval()
     try:
+        logits = _logits(model, context[:, -block_size:], cache)  # prefill
         for _ in range(max_new_tokens):
-            next_id = _next_id(model, context, temperature, top_k, generator, vocab_limit)
+            next_id = _sample(logits, temperature, top_k, generator, vocab_limit)
             if next_id in stops:
                 return
             yield next_id
             context = torch.cat([context, context.new_tensor([[next_id]])], dim=1)
+            if cache is not None and cache.length < cache.capacity:
+                logits = _logits(model, context[:, -1:], cache)  # one new position
+            else:  # no cache, or a full one: recompute the window the model can see
+                if cache is not None:
+                    cache.reset()
+                logits = _logits(model, context[:, -block_size:], cache)
     finally:
         model.train(was_training)
 
 
 @torch.inference_mode()
-def _next_id(model: nn.Module, context: torch.Tensor, temperature: float,
-             top_k: int | None, generator: torch.Generator, vocab_limit: int | None) -> int:
-    block_size = model.config.block_size  # type: ignore[union-attr]
-    logits, _ = model(context[:, -block_size:])  # the model sees at most block_size ids
-    logits = logits[0, -1, :vocab_limit].float()
+def _logits(model: nn.Module, ids: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    """The next-token logits after ``ids`` (fed after whatever ``cache`` holds)."""
+    logits, _ = model(ids, cache=cache)
+    return logits[0, -1]
+
+
+@torch.inference_mode()
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+            generator: torch.Generator, vocab_limit: int | None) -> int:
+    logits = logits[:vocab_limit].float()
     if temperature == 0:
         return int(logits.argmax())
     logits = logits / temperature

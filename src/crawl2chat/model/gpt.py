@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crawl2chat.model.kvcache import KVCache, LayerKV, attention_mask
+
 IGNORE_INDEX = -100  # targets with this id add nothing to the loss (SFT masks prompts so)
 
 
@@ -51,13 +53,24 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # [B, T, C] -> [B, heads, T, head_dim]
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        mask, causal = None, True
+        if kv is not None:
+            past = kv.length
+            k, v = kv.append(k, v)
+            # one new query sees every cached key: no mask. A chunk after a non-empty
+            # cache needs an explicit offset mask; is_causal aligns to the top-left.
+            if past and T == 1:
+                causal = False
+            elif past:
+                mask, causal = attention_mask(T, k.size(2), x.device), False
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -82,8 +95,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,16 +139,19 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel() + self.transformer.wte.weight.numel()
         return n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        seq_len = idx.size(1)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and the loss, given targets) for ``idx``. With ``cache``, ``idx`` are
+        the positions after those already cached, and their keys/values are added to it."""
+        start = cache.length if cache is not None else 0
+        seq_len = start + idx.size(1)
         if seq_len > self.config.block_size:
             raise ValueError(f"sequence of {seq_len} tokens is longer than block_size "
                              f"{self.config.block_size}")
-        pos = torch.arange(seq_len, device=idx.device)
+        pos = torch.arange(start, seq_len, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache.layers[i] if cache is not None else None)
         logits = self.lm_head(self.transformer.ln_f(x))
         if targets is None:
             return logits, None
