@@ -78,8 +78,8 @@ def test_metrics_name_the_work_and_the_baselines(stage: tuple[Path, dict],
 def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict]) -> None:
     out, m = stage
     assert {p.name for p in out.iterdir()} == {
-        "model.safetensors", "config.json", "tokenizer", "loss_curve.png", "samples.json",
-        "report.md"}
+        "model.safetensors", "config.json", "tokenizer", "hf", "loss_curve.png",
+        "samples.json", "report.md"}
     samples = json.loads((out / "samples.json").read_text())
     assert [s["prompt"] for s in samples] == ["The cat", "A"]
     assert all(0 <= s["tokens"] <= 12 for s in samples)

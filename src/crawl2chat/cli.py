@@ -86,6 +86,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                         top_k=args.top_k, seed=args.seed)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from crawl2chat.model.export import run_export
+
+    return run_export(Path(args.model_dir), Path(args.out_dir))
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -189,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", "-p", required=True, help="the text to continue")
     _sampling_args(p, max_new_tokens=100)
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("export", help="write a model as a Hugging Face GPT2LMHeadModel folder",
+                       description="Export MODEL_DIR to OUT_DIR in Hugging Face's GPT-2 format "
+                                   "(config.json, model.safetensors, tokenizer files).")
+    p.add_argument("model_dir", help="a model folder, e.g. models/base")
+    p.add_argument("out_dir", help="the folder to write (created if missing)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API + web chat",
                        description="Serve MODEL_DIR over HTTP: POST /v1/chat/completions "

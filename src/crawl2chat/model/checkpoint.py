@@ -3,8 +3,9 @@
 ``save_model(model, tokenizer, folder)`` writes ``model.safetensors`` (the tied output
 head is stored once, as the token embedding), ``config.json`` (the ``GPTConfig``
 fields, ``"architecture": "gpt2"`` and, under ``"crawl2chat"``, whatever the caller
-adds: training metrics, the stage) and ``tokenizer/``. ``load_model(folder)`` reads
-them back; it never unpickles anything.
+adds: training metrics, the stage), ``tokenizer/`` and ``hf/`` (the same model as a
+Hugging Face ``GPT2LMHeadModel`` folder, see :mod:`crawl2chat.model.export`).
+``load_model(folder)`` reads them back; it never unpickles anything.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def save_model(model: GPT, tokenizer: Tokenizer, folder: Path,
         config["crawl2chat"] = extra
     (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
     tokenizer.save(folder / TOKENIZER_DIR)
+    from crawl2chat.model.export import HF_DIR, export_hf
+
+    export_hf(model, tokenizer, folder / HF_DIR)
 
 
 def read_config(folder: Path) -> GPTConfig:

@@ -49,18 +49,19 @@ def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: f
     model.eval()
     try:
         logits = _logits(model, context[:, -block_size:], cache)  # prefill
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
+            if step:  # feed the id yielded last; none after the final one
+                if cache is not None and cache.length < cache.capacity:
+                    logits = _logits(model, context[:, -1:], cache)  # one new position
+                else:  # no cache, or a full one: recompute the window the model can see
+                    if cache is not None:
+                        cache.reset()
+                    logits = _logits(model, context[:, -block_size:], cache)
             next_id = _sample(logits, temperature, top_k, generator, vocab_limit)
             if next_id in stops:
                 return
             yield next_id
             context = torch.cat([context, context.new_tensor([[next_id]])], dim=1)
-            if cache is not None and cache.length < cache.capacity:
-                logits = _logits(model, context[:, -1:], cache)  # one new position
-            else:  # no cache, or a full one: recompute the window the model can see
-                if cache is not None:
-                    cache.reset()
-                logits = _logits(model, context[:, -block_size:], cache)
     finally:
         model.train(was_training)
 

@@ -6,7 +6,8 @@ position embeddings, GELU MLP, causal attention through
 ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available),
 and the token embedding tied to the output head, as in GPT-2. Parameter names follow
 GPT-2's (``transformer.h.0.attn.c_attn`` ...) so that export to Hugging Face is a
-rename-free transpose.
+rename-free transpose. ``forward(..., cache=KVCache)`` feeds positions after those
+already cached (incremental decoding, see :mod:`crawl2chat.model.kvcache`).
 """
 
 from __future__ import annotations
