@@ -114,6 +114,7 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
 
     runtime.quiet_libraries()  # importing lightning set its logger back to INFO
     L.seed_everything(cfg.seed, verbose=False)
+    model.train()  # a loaded checkpoint comes in eval mode; dropout must be on while training
     train_loader = DataLoader(
         train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
         generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers,

@@ -192,7 +192,6 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
                           f"rows; need at least train.batch_size={cfg.train.batch_size} and 1")
 
     base_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
-    model.train()  # load_model returns it in eval mode; dropout must be on for training
     fitted = fit(model, Rows(rows), Rows(heldout_rows), cfg.train, out_dir,
                  sample_fn=(lambda m: [_reply(m, tok, [{"role": "user", "content": p}], cfg,
                                               0).text() for p in cfg.eval_prompts[:2]]),
