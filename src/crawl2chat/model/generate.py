@@ -26,19 +26,24 @@ from crawl2chat.model.kvcache import KVCache
 
 def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
              top_k: int | None = 50, seed: int = 0, stop_ids: Collection[int] = (),
-             vocab_limit: int | None = None, use_cache: bool = True) -> Iterator[int]:
+             vocab_limit: int | None = None, use_cache: bool = True,
+             top_p: float | None = None) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` ids continuing ``ids``.
 
     A sampled id in ``stop_ids`` ends the stream and is not yielded (so fewer than
     ``max_new_tokens`` ids means a stop id was hit). ``vocab_limit`` keeps sampling
     below the tokenizer's vocabulary size: the model's vocab is padded past it.
     ``use_cache=False`` recomputes the whole (cropped) context for every token: the
-    reference the cache is tested and benchmarked against.
+    reference the cache is tested and benchmarked against. ``top_p`` keeps the smallest
+    set of most likely ids whose probabilities add up to at least ``top_p`` (nucleus
+    sampling), after ``top_k``.
     """
     if not ids:
         raise ValueError("generate needs at least one context id (e.g. <|bos|>)")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     context = torch.tensor([list(ids)], dtype=torch.long, device=device)
@@ -57,7 +62,7 @@ def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: f
                     if cache is not None:
                         cache.reset()
                     logits = _logits(model, context[:, -block_size:], cache)
-            next_id = _sample(logits, temperature, top_k, generator, vocab_limit)
+            next_id = _sample(logits, temperature, top_k, top_p, generator, vocab_limit)
             if next_id in stops:
                 return
             yield next_id
@@ -74,7 +79,7 @@ def _logits(model: nn.Module, ids: torch.Tensor, cache: KVCache | None) -> torch
 
 
 @torch.inference_mode()
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
             generator: torch.Generator, vocab_limit: int | None) -> int:
     logits = logits[:vocab_limit].float()
     if temperature == 0:
@@ -84,6 +89,12 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        # drop an id when the ids more likely than it already reach top_p
+        drop = sorted_probs.cumsum(0) - sorted_probs >= top_p
+        sorted_probs[drop] = 0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
