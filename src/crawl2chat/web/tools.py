@@ -43,11 +43,18 @@ def langid_lines(lines: Iterable[str], out: TextIO) -> int:
     return 0
 
 
-def pii_lines(lines: Iterable[str], out: TextIO, mode: str = "placeholder") -> int:
+def pii_lines(lines: Iterable[str], out: TextIO, mode: str = "placeholder",
+              lang: str | None = None) -> int:
+    """Each line redacted. ``lang`` None: each line's language as the text stage finds
+    it (fastText), so names are looked for only in English lines, as in the stage."""
+    from crawl2chat.web.langid import LanguageId
     from crawl2chat.web.pii import PiiRedactor
 
     redactor = PiiRedactor(mode=mode)
-    for line in lines:
-        text, _ = redactor.redact(line.rstrip("\n"))
+    detect = LanguageId().predict if lang is None and redactor.persons else None
+    for line in lines:  # one at a time, so that an interactive session answers each line
+        text = line.rstrip("\n")
+        text, _ = redactor.redact(text, detect(text)[0] if detect else lang)
         out.write(text + "\n")
+        out.flush()
     return 0
