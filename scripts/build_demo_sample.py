@@ -22,6 +22,9 @@ that the crawl stage must skip. The output is byte-for-byte reproducible: record
 dates, page order and gzip headers are all fixed.
 
     apt-get update && python scripts/build_demo_sample.py --fetch --src /tmp/debsrc
+    python scripts/build_demo_blocklisted.py   # + demo-web-00003: a page the URL filter drops
+
+(It rewrites ``LICENSES.md``; the second script appends its section again.)
 """
 
 from __future__ import annotations

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gzip
+import hashlib
+import http.server
 import json
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 import pytest
 
@@ -13,6 +21,7 @@ from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.quality import GateFailed, gate
 from crawl2chat.stages import crawl, text
+from crawl2chat.web.parallel import RunnerCfg
 from crawl2chat.web.warc import WarcShardWriter
 
 EN = {
@@ -91,7 +100,8 @@ SHORT_PAGES = ["gopher_rep", "gopher_quality", "c4", "fineweb"]
 
 
 def _text_cfg(**changes: object) -> text.Cfg:
-    return text.Cfg(**{"min_chars": 100, "workers": 1, "skip_steps": SHORT_PAGES, **changes})
+    return text.Cfg(**{"min_chars": 100, "runner": RunnerCfg("threads", 1), "chunk_records": 2,
+                       "skip_steps": SHORT_PAGES, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +175,8 @@ def test_text_keeps_english_and_explains_every_removal(texts):
     assert gate("text", out, _text_cfg())
 
 
-def test_text_output_does_not_depend_on_the_number_of_workers(crawled, texts, tmp_path):
-    text.run(_text_cfg(workers=2, batch_size=2), crawled[0], tmp_path)
+def test_text_output_does_not_depend_on_runner_or_workers(crawled, texts, tmp_path):
+    text.run(_text_cfg(runner=RunnerCfg("processes", 2)), crawled[0], tmp_path)
     for name in (text.DOCUMENTS, text.REMOVED):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name),
                                       pd.read_parquet(texts[0] / name))
@@ -233,7 +243,9 @@ def test_crawl_gate_fails_on_a_bad_index_and_a_cut_shard(crawled, tmp_path):
     (lambda: text.Cfg(languages={"en": 0.5, "de": 0.2}), "text.languages"),
     (lambda: text.Cfg(languages={"en": {"share": 1.0, "min": 0.5}}), "text.languages.en"),
     (lambda: text.Cfg(skip_steps=["nope"]), "text.skip_steps"),
-    (lambda: text.Cfg(workers=0), "text.workers"),
+    (lambda: text.Cfg(runner=RunnerCfg(workers=0)), "text.runner.workers"),
+    (lambda: text.Cfg(runner=RunnerCfg(kind="spark")), "text.runner.kind"),
+    (lambda: text.Cfg(chunk_records=0), "text.chunk_records"),
     (lambda: crawl.Cfg(records_per_shard=0), "crawl.records_per_shard"),
     (lambda: crawl.Cfg(max_records=0), "crawl.max_records"),
     (lambda: crawl.Cfg(sources=[]), "crawl.sources"),
@@ -241,3 +253,99 @@ def test_crawl_gate_fails_on_a_bad_index_and_a_cut_shard(crawled, tmp_path):
 def test_bad_config_values_name_their_field(build, field):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         build()
+
+
+@contextlib.contextmanager
+def _http_server(folder: Path) -> Iterator[str]:
+    """A real HTTP server on a free local port serving ``folder``."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_crawl_reads_urls_through_fsspec_and_records_what_it_read(sources, tmp_path):
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/warcs/b.warc.gz", (sources / "b.warc.gz").read_bytes())
+    try:
+        with _http_server(sources) as base:
+            cfg = crawl.Cfg(sources=[f"{base}/a.warc.gz", "memory://warcs/*.warc.gz",
+                                     (sources / "a.warc.gz").as_uri()])
+            (tmp_path / "out").mkdir()
+            metrics = crawl.run(cfg, None, tmp_path / "out")
+            # only the local copy can be fingerprinted up front (and tracked by DVC)
+            assert crawl.external_inputs(cfg, tmp_path) == [sources / "a.warc.gz"]
+            with pytest.raises(InputError, match=rf"cannot read {base}/nothing\.warc\.gz"):
+                crawl.run(crawl.Cfg(sources=[f"{base}/nothing.warc.gz"]), None, tmp_path)
+    finally:
+        memory.rm("/warcs", recursive=True)
+    out = tmp_path / "out"
+    index = pd.read_parquet(out / crawl.INDEX)
+    assert index["source_file"].value_counts().to_dict() == {
+        f"{base}/a.warc.gz": 7, "memory:///warcs/b.warc.gz": 1}
+    assert metrics["records"] == 8 and metrics["source_files"] == 3
+    read = json.loads((out / crawl.SOURCES_FILE).read_text())
+    assert [(r["source"], r["kind"]) for r in read] == [
+        (f"{base}/a.warc.gz", "url"), ("memory:///warcs/b.warc.gz", "url"),
+        (str(sources / "a.warc.gz"), "file")]
+    for row, file in zip(read, ("a", "b", "a"), strict=True):
+        blob = (sources / f"{file}.warc.gz").read_bytes()
+        assert (row["bytes"], row["sha256"]) == (len(blob), hashlib.sha256(blob).hexdigest())
+    assert "duplicate_record_id | 7" in (out / "report.md").read_text()  # the file:// copy
+
+
+def test_malformed_input_is_counted_and_skipped_with_its_reason(tmp_path):
+    """Truncated gzip, a bad record length, 50 MB of HTML, binary labelled text/html and
+    invalid UTF-8: each is a counted skip with its reason, and both stages complete."""
+    big = tmp_path / "big.html"  # written in pieces: the test never holds two copies
+    with big.open("wb") as fh:
+        fh.write(b"<html><body><article>")
+        for _ in range(50):
+            fh.write(b"<p>" + b"spam " * 209_715 + b"</p>")
+        fh.write(b"</article></body></html>")
+    warc = tmp_path / "in" / "bad.warc.gz"
+    warc.parent.mkdir()
+    garbage = b"\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc" * 400  # no valid UTF-8 in it
+    with WarcShardWriter(warc) as writer:
+        writer.write("https://example.org/good", _page(EN["bread"]).encode(),
+                     record_id=_record_id(1))
+        bad_at = writer.write("https://example.org/bad-length", _page(EN["oven"]).encode(),
+                              record_id=_record_id(2))
+        writer.write("https://example.org/big", big.read_bytes(), headers=[("Content-Type", HTML)],
+                     record_id=_record_id(3))
+        writer.write("https://example.org/binary", bytes(range(256)) * 64,
+                     headers=[("Content-Type", "text/html")], record_id=_record_id(4))
+        writer.write("https://example.org/utf8", _page("").encode().replace(b"<p></p>", garbage),
+                     headers=[("Content-Type", HTML)], record_id=_record_id(5))
+        cut_at = writer.write("https://example.org/cut", _page(EN["starter"]).encode(),
+                              record_id=_record_id(6))
+    blob = warc.read_bytes()
+    offset, length = bad_at
+    member = gzip.decompress(blob[offset:offset + length]).replace(
+        b"Content-Length: ", b"Content-Length: 9", 1)  # the record claims 9xxx more bytes
+    warc.write_bytes(blob[:offset] + gzip.compress(member) + blob[offset + length:
+                                                                  cut_at[0] + cut_at[1] // 2])
+    (tmp_path / "crawl").mkdir()
+    (tmp_path / "text").mkdir()
+    metrics = crawl.run(crawl.Cfg(sources=[str(warc)]), None, tmp_path / "crawl")
+    assert (metrics["records"], metrics["skipped_damaged"]) == (4, 2)
+    report = (tmp_path / "crawl" / "report.md").read_text()
+    assert "| damaged:truncated | 2 |" in report  # the bad length and the cut gzip member
+    text.run(_text_cfg(), tmp_path / "crawl", tmp_path / "text")
+    removed = pd.read_parquet(tmp_path / "text" / text.REMOVED)
+    reasons = dict(zip(removed["url"], removed["reason"], strict=True))
+    assert reasons["https://example.org/big"].startswith("extract:too_large:5")
+    assert reasons["https://example.org/binary"] == "extract:encoding:undecodable"
+    assert reasons["https://example.org/utf8"].split(":")[0] in ("extract", "gopher_rep",
+                                                                 "gopher_quality", "lang")
+    assert "https://example.org/good" not in reasons

@@ -1,8 +1,9 @@
 """Stage ``crawl``: the pipeline's entry point for web data.
 
 In: with ``source: warc`` (the default), the WARC files that ``sources`` names (paths or
-globs relative to the project root; by default the bundled sample
-``data/demo/web/*.warc.gz``). With ``source: crawler``, the pages the polite crawler
+globs relative to the project root, or URLs read through fsspec: ``file://``,
+``https://``, ``s3://`` ...; see :mod:`crawl2chat.web.sources`; by default the bundled
+sample ``data/demo/web/*.warc.gz``). With ``source: crawler``, the pages the polite crawler
 (:mod:`crawl2chat.web.crawler`) fetches from ``crawler.seeds``; its raw archive (request
 and response records of every exchange) is kept as ``raw/crawler-00000.warc.gz`` and is
 then read exactly like a WARC source.
@@ -10,14 +11,15 @@ Out (``data/crawl/``): the HTML responses with status 2xx, copied record by reco
 WARC-Record-ID, URL and date) into ``crawl-NNNNN.warc.gz`` shards; ``index.parquet``
 with one row per copied record (``offset``/``length``: where its gzip member sits in
 ``warc_file``, so one record can be read without the rest; ``source_file``: the input
-WARC it came from); ``report.md``. Damaged records, other record types, other media
-types, other statuses and repeated record ids are counted skips.
+WARC it came from); ``sources.json``, every input file read with its size and sha256
+(for URLs the only fingerprint there is: DVC cannot track a remote file as a
+dependency); ``report.md``. Damaged records, other record types, other media types,
+other statuses and repeated record ids are counted skips.
 """
 
 from __future__ import annotations
 
-import glob
-import os
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from crawl2chat import paths
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.web.crawler import CrawlerSettings, CrawlStats
+from crawl2chat.web.sources import Source, local_copy, resolve
 from crawl2chat.web.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 SHARD = "crawl-{:05d}.warc.gz"
 INDEX = "index.parquet"
+SOURCES_FILE = "sources.json"
 RAW_CRAWL = "raw/crawler-00000.warc.gz"
 SOURCES = ("warc", "crawler")
 INDEX_COLUMNS = ("record_id", "url", "warc_file", "offset", "status", "content_type", "length",
@@ -66,24 +70,18 @@ class Cfg:
                               f"{self.records_per_shard}")
 
 
-def resolve_sources(cfg: Cfg, root: Path) -> list[Path]:
+def resolve_sources(cfg: Cfg, root: Path) -> list[Source]:
     """Every file the source patterns match, sorted and without repeats."""
-    files: dict[Path, None] = {}
-    for pattern in cfg.sources:
-        full = pattern if os.path.isabs(pattern) else str(root / pattern)
-        matches = sorted(Path(p).resolve() for p in glob.glob(full, recursive=True)
-                         if Path(p).is_file())
-        if not matches:
-            raise InputError(f"crawl.sources: no WARC file matches {pattern!r} "
-                             f"(looked in {root})")
-        files.update(dict.fromkeys(matches))
-    return list(files)
+    return resolve(cfg.sources, root)
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
-    """The input files to fingerprint: the WARC sources; none for a live crawl (its seeds
-    are in the params and the report)."""
-    return resolve_sources(cfg, root) if cfg.source == "warc" else []
+    """The local input files to fingerprint before the run; none for a live crawl (its
+    seeds are in the params and the report). Remote sources are fingerprinted as they
+    are read, in ``sources.json``."""
+    if cfg.source != "warc":
+        return []
+    return [s.path for s in resolve_sources(cfg, root) if s.path is not None]
 
 
 def crawl_into(cfg: Cfg, out_dir: Path) -> tuple[Path, CrawlStats]:
@@ -117,19 +115,21 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     if cfg.source == "crawler":
         raw, crawled = crawl_into(cfg, out_dir)
         # names in the index and report are relative to the stage output for a crawl
-        root, sources = out_dir, [raw]
+        root, sources = out_dir, [Source(path=raw)]
     else:
         root = paths.project_root()
         sources = resolve_sources(cfg, root)
+    names = [s.name(root) for s in sources]
+    read: list[dict[str, object]] = []  # sources.json: what was read, with its sha256
     stats = ReadStats()
     skipped: Counter[str] = Counter()
     seen: set[str] = set()
     rows: list[dict[str, object]] = []
     writer: WarcShardWriter | None = None
     tokens = 0
+    responses = _responses(sources, root, stats, read)
     try:
-        for source, response in tqdm(_responses(sources, stats), desc="crawl", unit="rec",
-                                     leave=False):
+        for source, response in tqdm(responses, desc="crawl", unit="rec", leave=False):
             reason = skip_reason(response, seen)
             if reason:
                 skipped[reason] += 1
@@ -146,21 +146,23 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
             rows.append({"record_id": response.record_id, "url": response.url,
                          "warc_file": writer.path.name, "offset": offset,
                          "status": response.status, "content_type": response.mime_type,
-                         "length": length, "source_file": _relative(source, root)})
+                         "length": length, "source_file": source})
             if cfg.max_records is not None and len(rows) >= cfg.max_records:
                 break
     finally:
+        responses.close()  # removes a temporary copy of a remote source
         if writer is not None:
             writer.close()
     if not rows:
         raise InputError(f"stage crawl: no HTML response record with status 2xx in "
-                         f"{[_relative(s, root) for s in sources]} (skipped: "
+                         f"{names} (skipped: "
                          f"{dict(skipped + stats.skipped)})")
     index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).astype(
         {"offset": "int64", "status": "int64", "length": "int64"})
     index.to_parquet(out_dir / INDEX, index=False)
+    (out_dir / SOURCES_FILE).write_text(json.dumps(read, indent=2) + "\n")
     shard_bytes = sum(p.stat().st_size for p in out_dir.glob("*.warc.gz"))
-    _write_report(out_dir, index, sources, root, stats, skipped, shard_bytes)
+    _write_report(out_dir, index, names, stats, skipped, shard_bytes)
     crawl_metrics = {}
     if crawled is not None:
         _write_crawl_report(out_dir, cfg.crawler, crawled)
@@ -190,29 +192,28 @@ def _write_crawl_report(out_dir: Path, settings: CrawlerSettings, crawled: Crawl
         fh.write("\n".join(lines) + "\n")
 
 
-def _responses(sources: list[Path], stats: ReadStats) -> Iterator[tuple[Path, WarcResponse]]:
+def _responses(sources: list[Source], root: Path, stats: ReadStats,
+               read: list[dict[str, object]]) -> Iterator[tuple[str, WarcResponse]]:
+    """(source name, response) of every source in turn; ``read`` gets each one's digest."""
     for source in sources:
-        for response in iter_responses(source, stats):
-            yield source, response
+        name = source.name(root)
+        with local_copy(source) as (path, sha256, size):
+            read.append({"source": name, "kind": "file" if source.path else "url",
+                         "bytes": size, "sha256": sha256})
+            for response in iter_responses(path, stats, name=name):
+                yield name, response
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _write_report(out_dir: Path, index: pd.DataFrame, sources: list[Path], root: Path,
-                  stats: ReadStats, skipped: Counter[str], shard_bytes: int) -> None:
+def _write_report(out_dir: Path, index: pd.DataFrame, names: list[str], stats: ReadStats,
+                  skipped: Counter[str], shard_bytes: int) -> None:
     hosts = index["url"].str.extract(r"^https?://([^/]+)", expand=False).value_counts()
     per_source = index["source_file"].value_counts()
     lines = ["# crawl", "",
-             f"Copied **{len(index)}** HTML responses from {len(sources)} WARC file(s) into "
+             f"Copied **{len(index)}** HTML responses from {len(names)} WARC file(s) into "
              f"{index['warc_file'].nunique()} shard(s) ({shard_bytes:,} bytes).", "",
              "| source file | records copied |", "|---|---|"]
-    lines += [f"| {_relative(s, root)} | {per_source.get(_relative(s, root), 0)} |"
-              for s in sources]
+    lines += [f"| {name} | {per_source.get(name, 0)} |" for name in names]
+    lines += ["", f"Each file's size and sha256 (of the bytes read) are in `{SOURCES_FILE}`."]
     lines += ["", f"Records read: {stats.records} ({stats.responses} responses).", "",
               "| skipped because | records |", "|---|---|"]
     every_skip = Counter({f"damaged:{k}": v for k, v in stats.skipped.items()}) + skipped

@@ -11,27 +11,34 @@ Steps, in order (``crawl2chat.web.pipeline.ORDER``), each dropping with a reason
 (fastText; per-language minimum score) -> ``gopher_rep`` -> ``gopher_quality`` -> ``c4``
 -> ``fineweb`` -> ``dedup`` (exact, then MinHash LSH; the first copy in crawl order
 wins) -> ``mix`` (drops documents of over-represented languages to reach the target
-shares) -> ``pii`` (redacts, never drops). The per-document steps run in a process pool;
-results come back in crawl order, so the output does not depend on the worker count.
+shares) -> ``pii`` (redacts, never drops).
+
+Parallel: the crawl is cut into slices of ``chunk_records`` records
+(:mod:`crawl2chat.web.chunks`); each slice is a Prefect task that runs the URL filter,
+the per-document steps and the dedup hashing; a second task per slice removes PII.
+They run on the task runner ``runner`` names (threads, processes, Dask). Dedup and the
+language mix need the whole crawl and run here, on results taken in crawl order, so the
+output is the same for any runner and worker count.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crawl2chat.errors import InputError
-from crawl2chat.web import mix
-from crawl2chat.web.dedup import ExactDedup
+from crawl2chat.web import chunks, mix, parallel
 from crawl2chat.web.funnel import write_report
 from crawl2chat.web.minhash import MinHashDedup
-from crawl2chat.web.pipeline import ORDER, Cfg, outcomes
-from crawl2chat.web.steps import Doc, StepStats
+from crawl2chat.web.pipeline import ORDER, Cfg
+from crawl2chat.web.steps import Doc, StepStats, new_stats
 from crawl2chat.web.urlfilter import UrlFilter, load_blocklist
-from crawl2chat.web.warc import ReadStats, iter_responses
+from crawl2chat.web.warc import ReadStats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "COUNTS",
@@ -56,34 +63,33 @@ def group(reason: str) -> str:
     return ":".join(reason.split(":")[:2])
 
 
-def _docs(in_dir: Path, stats: ReadStats) -> tuple[list[str], Iterator[Doc]]:
-    """The crawl's URLs (for the blocklist) and its pages in crawl order."""
+def _index(in_dir: Path) -> pd.DataFrame:
+    """The crawl's index, checked against the shards it names."""
     import pandas as pd
 
     index_file = in_dir / "index.parquet"
     if not index_file.is_file():
         raise InputError(f"{index_file} is missing: run the crawl stage first")
-    index = pd.read_parquet(index_file, columns=["warc_file", "url"])
-    shards = list(index["warc_file"].unique())
-    for name in shards:
+    index = pd.read_parquet(index_file, columns=["warc_file", "url", "offset", "length"])
+    for name in index["warc_file"].unique():
         if not (in_dir / name).is_file():
             raise InputError(f"{index_file} lists {name}, which is not in {in_dir}")
-
-    def pages() -> Iterator[Doc]:
-        for name in shards:
-            for r in iter_responses(in_dir / name, stats):
-                yield Doc(r.record_id.strip("<>"), r.url, name,
-                          r.header("Content-Type") or "", r.payload)
-    return index["url"].tolist(), pages()
+    return index
 
 
-def _timed(step: StepStats, doc: Doc, check: object) -> str | None:
-    """Run a whole-crawl step on one document, counting it like the per-document ones."""
+def _url_filter(cfg: Cfg, urls: list[str]) -> UrlFilter | None:
+    """FineWeb's URL filter with only the blocklist entries these URLs' hosts could hit."""
+    if "url" in cfg.skip_steps:
+        return None
+    hosts = {u.split("/")[2].split(":")[0] for u in urls if u.count("/") >= 2}
+    return UrlFilter(load_blocklist(hosts), soft_word_threshold=cfg.url.soft_word_threshold,
+                     extra_domains=cfg.url.extra_domains)
+
+
+def _counted(step: StepStats, doc: Doc, why: str | None) -> str | None:
+    """Count a whole-crawl decision like the per-document steps count theirs."""
     step.docs_in += 1
     step.tokens_in += doc.tokens()
-    start = time.perf_counter()
-    why = check(doc) if callable(check) else None
-    step.seconds += time.perf_counter() - start
     if why is None:
         step.docs_out += 1
         step.tokens_out += doc.tokens()
@@ -91,26 +97,9 @@ def _timed(step: StepStats, doc: Doc, check: object) -> str | None:
     return f"{step.name}:{why}"
 
 
-def _url_passed(docs: Iterable[Doc], url_filter: UrlFilter | None, stats: dict[str, StepStats],
-                removed: list[tuple[Doc, str]]) -> Iterator[Doc]:
-    for doc in docs:
-        reason = _timed(stats["url"], doc, url_filter)
-        if reason:
-            doc.html = b""
-            removed.append((doc, reason))
-        else:
-            yield doc
-
-
-def _batches(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
-    batch: list[Doc] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _merge(into: dict[str, StepStats], stats: dict[str, StepStats]) -> None:
+    for name, record in stats.items():
+        into[name].add(record)
 
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
@@ -120,49 +109,59 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
 
     if in_dir is None:
         raise InputError("stage text needs the crawl stage's output folder")
+    index = _index(in_dir)
+    slices = chunks.plan(index, cfg.chunk_records)
+    url_filter = _url_filter(cfg, index["url"].tolist())
     read = ReadStats()
-    stats = {name: StepStats(name) for name in ORDER}
-    urls, pages = _docs(in_dir, read)
-    url_filter = None
-    if "url" not in cfg.skip_steps:
-        hosts = {u.split("/")[2].split(":")[0] for u in urls if u.count("/") >= 2}
-        url_filter = UrlFilter(load_blocklist(hosts),
-                               soft_word_threshold=cfg.url.soft_word_threshold,
-                               extra_domains=cfg.url.extra_domains)
+    stats = new_stats(ORDER)
     removed: list[tuple[Doc, str]] = []
-    exact, near = ExactDedup(), MinHashDedup(cfg.dedup)
-    survivors: list[Doc] = []
-    passed = _url_passed(pages, url_filter, stats, removed)
-    for doc, reason in tqdm(outcomes(_batches(passed, cfg.batch_size), cfg, stats),
-                            desc="text", unit="doc", leave=False):
-        if reason is None and "dedup" not in cfg.skip_steps:
-            reason = _timed(stats["dedup"], doc, lambda d: (
-                "exact" if not exact.check(d.text).keep else near.check(d.doc_id, d.text)))
-        if reason is None:
-            survivors.append(doc)
-        else:
-            removed.append((doc, reason))
+    survivors: list[tuple[int, Doc]] = []  # (slice number, page) in crawl order
+    hashes: set[str] = set()
+    near = MinHashDedup(cfg.dedup)
+    window = 4 * cfg.runner.workers  # units in flight: enough to keep every worker busy
+    with parallel.task_runner(cfg.runner) as runner:
+        units = ({"in_dir": in_dir, "chunk": c, "cfg": cfg, "url_filter": url_filter}
+                 for c in slices)
+        results = parallel.map_ordered(runner, chunks.filter_chunk, units, window)
+        # dedup is the one per-page step that needs every earlier page: done here, in order
+        for number, result in enumerate(tqdm(results, total=len(slices), desc="text",
+                                             unit="slice", leave=False)):
+            _merge(stats, result.stats)
+            read.add(result.read)
+            for out in result.outcomes:
+                reason = out.reason
+                if reason is None and "dedup" not in cfg.skip_steps:
+                    why = ("exact" if out.text_hash in hashes
+                           else near.check_signature(out.doc.doc_id, out.signature))
+                    hashes.add(out.text_hash)
+                    reason = _counted(stats["dedup"], out.doc, why)
+                if reason is None:
+                    survivors.append((number, out.doc))
+                else:
+                    removed.append((out.doc, reason))
 
-    over = set()
-    if cfg.balance_mix and "mix" not in cfg.skip_steps:
-        over = mix.over_share([(d.doc_id, d.lang) for d in survivors], cfg.shares)
-    kept: list[Doc] = []
-    pii_counts: Counter[str] = Counter()
-    for doc in survivors:
-        reason = _timed(stats["mix"], doc, lambda d: d.lang if d.doc_id in over else None)
-        if reason:
-            removed.append((doc, reason))
-            continue
-        if "pii" not in cfg.skip_steps:
-            step = stats["pii"]
-            start = time.perf_counter()
-            step.tokens_in += doc.tokens()
-            doc.text, found = cfg.pii.redact(doc.text)
-            pii_counts.update(found)
-            step.docs_in, step.docs_out = step.docs_in + 1, step.docs_out + 1
-            step.tokens_out += doc.tokens()
-            step.seconds += time.perf_counter() - start
-        kept.append(doc)
+        over: set[str] = set()
+        if cfg.balance_mix and "mix" not in cfg.skip_steps:
+            over = mix.over_share([(d.doc_id, d.lang) for _, d in survivors], cfg.shares)
+        by_slice: dict[int, list[Doc]] = {}
+        for number, doc in survivors:
+            reason = _counted(stats["mix"], doc, doc.lang if doc.doc_id in over else None)
+            if reason:
+                removed.append((doc, reason))
+            else:
+                by_slice.setdefault(number, []).append(doc)
+        kept = [doc for pages in by_slice.values() for doc in pages]
+        pii_counts: Counter[str] = Counter()
+        if "pii" not in cfg.skip_steps:  # per slice again: NER is the slowest step
+            units = ({"texts": [d.text for d in g], "langs": [d.lang for d in g],
+                      "pii": cfg.pii} for g in by_slice.values())
+            for pages, (texts, found, step) in zip(
+                    by_slice.values(), parallel.map_ordered(runner, chunks.redact_chunk, units,
+                                                          window), strict=True):
+                for doc, redacted in zip(pages, texts, strict=True):
+                    doc.text = redacted
+                pii_counts.update(found)
+                stats["pii"].add(step)
 
     docs = pd.DataFrame([{"doc_id": d.doc_id, "url": d.url, "warc_file": d.warc_file,
                           "lang": d.lang, "lang_score": d.lang_score, "text": d.text}
@@ -178,7 +177,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     docs.to_parquet(out_dir / DOCUMENTS, index=False)
     gone.to_parquet(out_dir / REMOVED, index=False)
     achieved = mix.shares(docs["lang"].tolist())
-    counts = {"docs_in": read.responses, "kept": len(docs),
+    counts = {"docs_in": read.responses, "kept": len(docs), "slices": len(slices),
               "removed": dict(by_reason.most_common()),
               "steps": [stats[n].row() for n in ORDER if n not in cfg.skip_steps],
               "languages_target": cfg.shares, "languages_achieved": achieved,

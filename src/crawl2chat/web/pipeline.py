@@ -1,22 +1,17 @@
-"""The text stage's settings and the per-document part of its pipeline.
+"""The text stage's settings and the steps that work on one document alone.
 
-In: the ``text`` config section and batches of :class:`~crawl2chat.web.steps.Doc`
-(raw HTML). Out: :class:`Cfg`; :func:`doc_steps` builds the steps that work on one
-document alone -- extraction, language ID, Gopher repetition, Gopher quality, C4,
-FineWeb -- and :func:`outcomes` runs them over batches, in a process pool when
-``workers > 1``, yielding (doc, drop reason or None) in input order plus per-step
-counts, so the result does not depend on the worker count. The steps that need the
-whole crawl (URL blocklist, MinHash dedup, language mix, PII) run in the stage itself.
+In: the ``text`` config section. Out: :class:`Cfg`, and :func:`doc_steps`: extraction,
+language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order, without the
+ones ``skip_steps`` names. :mod:`crawl2chat.web.chunks` runs them on slices of the
+crawl as parallel tasks (``runner``); the steps that need the whole crawl (MinHash
+dedup, language mix) run in the stage itself.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+import threading
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from crawl2chat.config import ConfigError
@@ -26,8 +21,9 @@ from crawl2chat.web.fineweb import FineWebRules
 from crawl2chat.web.gopher import GopherQuality, GopherRepetition
 from crawl2chat.web.langid import LanguageId
 from crawl2chat.web.minhash import MinHasher
+from crawl2chat.web.parallel import RunnerCfg
 from crawl2chat.web.pii import PiiRedactor
-from crawl2chat.web.steps import Doc, Step, StepStats, new_stats, run_steps
+from crawl2chat.web.steps import Doc, Step
 
 # every step in pipeline order; the stage's funnel follows it
 ORDER = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "dedup",
@@ -52,8 +48,8 @@ class Cfg:
     mix_tolerance: float = 0.02  # the gate's allowed gap between achieved and target share
     min_chars: int = 300  # shorter main texts are menus, stubs and index pages
     max_html_bytes: int = 2_000_000  # larger pages are dropped, not parsed (time bound)
-    workers: int = 2
-    batch_size: int = 8  # records per task sent to a worker
+    runner: RunnerCfg = field(default_factory=RunnerCfg)  # where the per-slice tasks run
+    chunk_records: int = 32  # crawl records per task; fixed units keep the output fixed
     skip_steps: list[str] = field(default_factory=list)  # step names to switch off
     url: UrlCfg = field(default_factory=UrlCfg)
     gopher_rep: GopherRepetition = field(default_factory=GopherRepetition)
@@ -83,7 +79,7 @@ class Cfg:
         if unknown_steps:
             raise ConfigError(f"text.skip_steps: unknown {sorted(unknown_steps)}; "
                               f"steps: {list(ORDER)}")
-        for name in ("min_chars", "max_html_bytes", "workers", "batch_size"):
+        for name in ("min_chars", "max_html_bytes", "chunk_records"):
             if getattr(self, name) < (0 if name == "min_chars" else 1):
                 raise ConfigError(f"text.{name}: too small: {getattr(self, name)}")
 
@@ -110,13 +106,24 @@ class Language:
     min_scores: dict[str, float]
     name: str = field(default="lang", init=False)
 
-    def __post_init__(self) -> None:
-        self._model = LanguageId()
-
     def __call__(self, doc: Doc) -> str | None:
-        doc.lang, doc.lang_score = self._model.predict(doc.text)
+        doc.lang, doc.lang_score = language_model().predict(doc.text)
         ok = doc.lang in self.min_scores and doc.lang_score >= self.min_scores[doc.lang]
         return None if ok else f"{doc.lang}:{doc.lang_score:.2f}"
+
+
+_LOCK = threading.Lock()
+
+
+@cache
+def _language_model() -> LanguageId:
+    return LanguageId()
+
+
+def language_model() -> LanguageId:
+    """The fastText model, loaded once per process (tasks on threads share it)."""
+    with _LOCK:
+        return _language_model()
 
 
 def doc_steps(cfg: Cfg) -> list[Step]:
@@ -125,45 +132,3 @@ def doc_steps(cfg: Cfg) -> list[Step]:
                          Language(cfg.min_scores), cfg.gopher_rep, cfg.gopher_quality,
                          cfg.c4, cfg.fineweb]
     return [s for s in steps if s.name not in cfg.skip_steps or s.name == "extract"]
-
-
-Result = tuple[list[tuple[Doc, str | None]], dict[str, StepStats]]
-_STEPS: list[Step] | None = None
-
-
-def _init_worker(cfg: Cfg) -> None:
-    global _STEPS
-    logging.getLogger("trafilatura").setLevel(logging.ERROR)
-    _STEPS = doc_steps(cfg)
-
-
-def _process(batch: list[Doc]) -> Result:
-    assert _STEPS is not None, "worker not initialised"
-    stats = new_stats(s.name for s in _STEPS)
-    return [(doc, run_steps(doc, _STEPS, stats)) for doc in batch], stats
-
-
-def outcomes(batches: Iterable[list[Doc]], cfg: Cfg,
-             stats: dict[str, StepStats]) -> Iterator[tuple[Doc, str | None]]:
-    """Run the per-document steps; add their counts to ``stats``; keep input order."""
-    def merge(result: Result) -> list[tuple[Doc, str | None]]:
-        for name, record in result[1].items():
-            stats.setdefault(name, StepStats(name)).add(record)
-        return result[0]
-
-    if cfg.workers == 1:
-        _init_worker(cfg)
-        for batch in batches:
-            yield from merge(_process(batch))
-        return
-    # spawn, not fork: the caller may run threads (Prefect, MLflow) that fork would copy
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(cfg.workers, mp_context=context, initializer=_init_worker,
-                             initargs=(cfg,)) as pool:
-        pending: deque[Future[Result]] = deque()
-        for batch in batches:  # a bounded window keeps memory flat on big crawls
-            pending.append(pool.submit(_process, batch))
-            if len(pending) >= 4 * cfg.workers:
-                yield from merge(pending.popleft().result())
-        while pending:
-            yield from merge(pending.popleft().result())

@@ -3,14 +3,17 @@
 In: WARC files (1.0/1.1; one gzip member per record, or uncompressed).
 Out: :func:`iter_responses` yields every intact HTTP ``response`` record as a
 :class:`WarcResponse` (URL, record id, status, HTTP headers, decoded payload bytes, the
-file and byte offset of the record). A damaged record or file never stops the reader:
-it logs one warning naming the file and offset, counts it in :class:`ReadStats` and goes
-on at the next record it can find. :class:`WarcShardWriter` writes response records,
-one gzip member each, and returns where each one landed (offset, length) for an index.
+file and byte offset of the record); it reads a path or any seekable binary file (an
+fsspec file, or the bytes of a slice of a shard with the slice's offset in ``base``).
+A damaged record or file never stops the reader: it logs one warning naming the file
+and offset, counts it in :class:`ReadStats` and goes on at the next record it can find.
+:class:`WarcShardWriter` writes response records, one gzip member each, and returns
+where each one landed (offset, length) for an index.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http
 import io
 import logging
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -70,12 +74,20 @@ class _Damaged(Exception):
     """A record that parsed but whose content is incomplete or fails its digest."""
 
 
-def iter_responses(path: Path, stats: ReadStats | None = None) -> Iterator[WarcResponse]:
-    """Yield the intact response records of ``path`` in file order; skip and count the rest."""
+def iter_responses(source: Path | BinaryIO, stats: ReadStats | None = None, *,
+                   name: str | None = None, base: int = 0) -> Iterator[WarcResponse]:
+    """Yield the intact response records of ``source`` in file order; skip and count the rest.
+
+    ``source`` is a path or a seekable binary file; ``name`` (default: the path) is what
+    warnings and :attr:`WarcResponse.file` call it, and ``base`` is added to every offset
+    (where ``source``'s first byte sits in the file ``name`` names).
+    """
     stats = stats if stats is not None else ReadStats()
-    with path.open("rb") as fh:
+    with _opened(source) as fh:
+        path = name or str(source if isinstance(source, Path) else getattr(source, "name", "?"))
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(0)
         magic = GZIP_MAGIC if fh.read(3) == GZIP_MAGIC else WARC_MAGIC
-        size = path.stat().st_size
         start: int | None = 0
         damaged = False  # one warning per stretch of damage, not one per false restart
         while start is not None and start < size:
@@ -88,13 +100,14 @@ def iter_responses(path: Path, stats: ReadStats | None = None) -> Iterator[WarcR
                         raise ArchiveLoadFailed(f"not a WARC record ({record.format})")
                     problem = None
                     try:
-                        response = _response(record, path, offset)
+                        response = _response(record, path, base + offset)
                     except _Damaged as err:
                         problem, response = str(err), None
                     records.read_to_end()  # raises if the container itself is broken
                     if problem:
                         stats.skipped[problem] += 1
-                        log.warning("%s: skipped record at offset %d: %s", path, offset, problem)
+                        log.warning("%s: skipped record at offset %d: %s", path, base + offset,
+                                    problem)
                     offset = records.offset
                     stats.records += 1
                     damaged = False
@@ -104,7 +117,7 @@ def iter_responses(path: Path, stats: ReadStats | None = None) -> Iterator[WarcR
                 if offset < size and not damaged:  # the reader stopped short of the end
                     stats.skipped["truncated"] += 1
                     log.warning("%s: skipped %d bytes at offset %d that end before a whole "
-                                "record", path, size - offset, offset)
+                                "record", path, size - offset, base + offset)
                 start = None
             except (ArchiveLoadFailed, zlib.error, EOFError, OSError, ValueError) as err:
                 if "non-chunked gzip" in str(err):
@@ -112,17 +125,27 @@ def iter_responses(path: Path, stats: ReadStats | None = None) -> Iterator[WarcR
                     stats.skipped["not_chunked_gzip"] += 1
                     log.warning("%s: from offset %d on, the file is not one gzip member per "
                                 "record; rest skipped (fix: warcio recompress IN OUT)",
-                                path, start)
+                                path, base + (start or 0))
                     break
                 if not damaged:
                     stats.skipped["corrupt"] += 1
                     log.warning("%s: corrupt data at offset %d, skipping to the next record: %s",
-                                path, offset, _short(err))
+                                path, base + offset, _short(err))
                 damaged = True
                 start = _find(fh, magic, offset + 1)
 
 
-def _response(record: ArcWarcRecord, path: Path, offset: int) -> WarcResponse | None:
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """A path opened for reading (and closed after), or the caller's file as it is."""
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            yield fh
+    else:
+        yield source
+
+
+def _response(record: ArcWarcRecord, path: str, offset: int) -> WarcResponse | None:
     """The record as a WarcResponse; None for other record types; _Damaged if broken."""
     # content_stream() undoes Content-Encoding / chunking; on bytes that do not decode,
     # warcio falls back to the raw bytes, so a mislabelled body still arrives
@@ -152,7 +175,7 @@ def _response(record: ArcWarcRecord, path: Path, offset: int) -> WarcResponse | 
     )
 
 
-def _find(fh: io.BufferedReader, magic: bytes, start: int) -> int | None:
+def _find(fh: BinaryIO, magic: bytes, start: int) -> int | None:
     """Offset of the next ``magic`` at or after ``start`` (a record's first bytes), or None."""
     chunk_size = 1 << 20
     position = start

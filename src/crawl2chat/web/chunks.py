@@ -1,0 +1,127 @@
+"""The text stage's work units: slices of the crawl's shards, each filtered on its own.
+
+In: the crawl's index (``warc_file``, ``offset``, ``length`` per record, in crawl order)
+and the stage's settings. Out:
+
+- :func:`plan` cuts every shard into near-equal runs of consecutive records, at most
+  ``chunk_records`` each, in crawl order. The cut depends on the index and
+  ``chunk_records`` only, never on the worker count, so neither does the output.
+- :func:`filter_chunk` reads one slice's bytes, passes each page through the URL filter
+  and the per-document steps, and gives every survivor its exact-duplicate hash and
+  MinHash signature, so that only the cheap, order-dependent part of dedup is left
+  for the whole crawl.
+- :func:`redact_chunk` removes PII from the kept texts of one slice.
+
+Both are plain functions of picklable arguments (see :mod:`crawl2chat.web.parallel`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from crawl2chat.web.dedup import text_hash
+from crawl2chat.web.pipeline import Cfg, doc_steps
+from crawl2chat.web.steps import Doc, Step, StepStats, new_stats, run_steps
+from crawl2chat.web.urlfilter import UrlFilter
+from crawl2chat.web.warc import ReadStats, iter_responses
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from crawl2chat.web.pii import PiiRedactor
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive records of one shard: bytes ``start`` up to ``end`` of ``warc_file``."""
+
+    warc_file: str
+    start: int
+    end: int
+    records: int
+
+
+@dataclass
+class Outcome:
+    """One page after the per-document steps; ``text_hash``/``signature`` if it survived."""
+
+    doc: Doc
+    reason: str | None
+    text_hash: str = ""
+    signature: np.ndarray | None = None
+
+
+@dataclass
+class Filtered:
+    """What a slice gave: every page in record order, per-step counts, reader counts."""
+
+    outcomes: list[Outcome]
+    stats: dict[str, StepStats]
+    read: ReadStats = field(default_factory=ReadStats)
+
+
+def plan(index: pd.DataFrame, chunk_records: int) -> list[Chunk]:
+    """Slices of at most ``chunk_records`` records; a shard's slices differ by <= 1 record."""
+    chunks: list[Chunk] = []
+    for name, rows in index.groupby("warc_file", sort=False):
+        starts = rows["offset"].to_numpy()
+        ends = starts + rows["length"].to_numpy()
+        parts = -(-len(rows) // chunk_records)
+        for part in np.array_split(np.arange(len(rows)), parts):
+            chunks.append(Chunk(str(name), int(starts[part[0]]), int(ends[part[-1]]), len(part)))
+    return chunks
+
+
+def _pages(path: Path, chunk: Chunk, read: ReadStats) -> list[Doc]:
+    with path.open("rb") as fh:
+        fh.seek(chunk.start)
+        blob = fh.read(chunk.end - chunk.start)
+    return [Doc(r.record_id.strip("<>"), r.url, chunk.warc_file, r.header("Content-Type") or "",
+                r.payload)
+            for r in iter_responses(io.BytesIO(blob), read, name=str(path), base=chunk.start)]
+
+
+def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | None) -> Filtered:
+    """The URL filter and per-document steps on one slice, plus dedup keys of survivors."""
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)  # it warns on every odd page
+    read = ReadStats()
+    docs = _pages(in_dir / chunk.warc_file, chunk, read)
+    steps: list[Step] = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
+    stats = new_stats([*(s.name for s in steps), "dedup"])
+    dedup = "dedup" not in cfg.skip_steps
+    outcomes = []
+    for doc in docs:
+        reason = run_steps(doc, steps, stats)
+        doc.html = b""  # removed pages are kept with their text, never their HTML
+        outcome = Outcome(doc, reason)
+        if reason is None and dedup:
+            start = time.perf_counter()
+            outcome.text_hash = text_hash(doc.text)
+            outcome.signature = cfg.dedup.of_text(doc.text)
+            stats["dedup"].seconds += time.perf_counter() - start
+        outcomes.append(outcome)
+    return Filtered(outcomes, stats, read)
+
+
+def redact_chunk(texts: list[str], langs: list[str], pii: PiiRedactor,
+                 ) -> tuple[list[str], Counter[str], StepStats]:
+    """PII removed from one slice's kept texts; replacements per kind; the step's counts."""
+    stats = StepStats("pii", docs_in=len(texts), docs_out=len(texts),
+                      tokens_in=sum(len(t.split()) for t in texts))
+    start = time.perf_counter()
+    done = pii.redact_many(texts, langs)
+    stats.seconds = time.perf_counter() - start
+    found: Counter[str] = Counter()
+    for _, counts in done:
+        found.update(counts)
+    out = [text for text, _ in done]
+    stats.tokens_out = sum(len(t.split()) for t in out)
+    return out, found, stats
