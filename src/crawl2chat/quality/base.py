@@ -12,7 +12,9 @@ model is committed:
   stored once), each of the right size, all finite;
 - ``losses``: train and val loss finite and below ln(vocab) (uniform guessing), and,
   where ``require_beats_unigram`` is set, val loss below the unigram entropy;
-- ``samples``: one sample per configured prompt, none longer than asked.
+- ``samples``: one sample per configured prompt, none longer than asked;
+- ``held_out``: val bits per byte finite and positive; next-word accuracy and its
+  baseline in [0, 1], over no more passages than configured.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import great_expectations as gx
 import pandas as pd
 import torch
 
-from crawl2chat.model.checkpoint import CONFIG, TIED_KEY, TOKENIZER_DIR, WEIGHTS
+from crawl2chat.model.checkpoint import CONFIG, TOKENIZER_DIR, WEIGHTS, stored_state
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.train import LOSS_CURVE
 from crawl2chat.quality.suite import Table
@@ -95,7 +97,28 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     return [Table("files", files, file_checks), Table("config", pd.DataFrame([row]),
                                                       config_checks),
             Table("weights", weights, weight_checks), Table("losses", losses, loss_checks),
-            Table("samples", samples, sample_checks)]
+            Table("samples", samples, sample_checks), _held_out(extra, cfg.eval)]
+
+
+def _held_out(extra: dict[str, Any], cfg: Any) -> Table:
+    """The evaluation figures ``crawl2chat.model.evaluate`` stored in config.json."""
+    names = ("val_bits_per_byte", "next_word_accuracy", "next_word_baseline_accuracy",
+             "next_word_n")
+    row = {name: float(extra.get(name, math.nan)) for name in names}
+    row["bpb_finite"] = math.isfinite(row["val_bits_per_byte"])
+    checks = [
+        # a missing figure is NaN, which range checks skip as null: require each one
+        *(E.ExpectColumnValuesToNotBeNull(column=name) for name in names),
+        E.ExpectColumnValuesToBeInSet(column="bpb_finite", value_set=[True]),
+        E.ExpectColumnValuesToBeBetween(column="val_bits_per_byte", min_value=0,
+                                        strict_min=True),
+        E.ExpectColumnValuesToBeBetween(column="next_word_accuracy", min_value=0, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="next_word_baseline_accuracy", min_value=0,
+                                        max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="next_word_n", min_value=0,
+                                        max_value=cfg.passages),
+    ]
+    return Table("held_out", pd.DataFrame([row]), checks)
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(GPTConfig))
@@ -107,14 +130,14 @@ def _size(file: Path) -> int:
 
 def _expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of the GPT that config.json describes (built on the meta
-    device: no memory, no time), the tied head left out as it is in the file."""
+    device: no memory, no time), a tied head left out as it is in the file."""
     try:
         gpt_cfg = GPTConfig(**{name: config[name] for name in _FIELDS if name in config})
     except (TypeError, ValueError):
         return {}
     with torch.device("meta"):
         model = GPT(gpt_cfg)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items() if name != TIED_KEY}
+    return {name: tuple(t.shape) for name, t in stored_state(model).items()}
 
 
 def _weights(file: Path, expected: dict[str, tuple[int, ...]]) -> pd.DataFrame:
