@@ -1,16 +1,19 @@
 """Lightning overhead: ``crawl2chat.model.train.fit`` vs a plain PyTorch loop, one run.
 
 Both train the same model (the demo shape: 4 x 256, context 256, vocab 4096, from the
-same seed) on the same windows, in the same DataLoader order, with the same settings:
-AdamW on the same parameter groups, warmup + cosine LR, gradient clipping at 1.0 and
-bf16 autocast (the demo's ``bf16-mixed``). Validation is off in both timed parts. The
-runs alternate (plain, fit, plain, fit ...) so machine load hits both alike; the best
-of each counts. Prints JSON with tokens/s of each and the overhead of fit in percent.
+same seed) on the same windows, in the same order (the resumable ``StepSampler``), with
+the same settings: the same optimizer (``build_optimizer``), warmup + cosine LR,
+gradient clipping at 1.0 and bf16 autocast (the demo's ``bf16-mixed``). fit() also does
+what a real run needs: a log row every 10 steps (loss, lr, grad norm, tokens/s) and a
+resumable checkpoint every ``--checkpoint-every`` steps (0: none). Validation is off in
+both timed parts. The runs alternate (plain, fit, plain, fit ...) so machine load hits
+both alike; the best of each counts. Prints JSON with tokens/s of each and the overhead
+of fit in percent.
 
 Tokens: ``--tokens DIR`` (a ``data/tokens`` folder) or, by default, random ids, which
 cost the same per step.
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 30] [--repeats 2]
+    .venv/bin/python benchmarks/bench_train.py [--steps 30] [--repeats 2] [--checkpoint-every 0]
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from torch.utils.data import DataLoader
 
 from crawl2chat import runtime
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.lit import lr_at, param_groups
+from crawl2chat.model.lit import lr_at
+from crawl2chat.model.optim import build_optimizer
+from crawl2chat.model.resume import StepSampler
 from crawl2chat.model.train import TokenWindows, TrainCfg, fit
 
 MODEL = GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=256)
@@ -37,11 +42,9 @@ def plain(train: TokenWindows, cfg: TrainCfg) -> float:
     """Tokens/s of a hand-written loop doing what fit() does per optimizer step."""
     torch.manual_seed(cfg.seed)
     model = GPT(MODEL).train()
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    # foreach, not fused: what LitGPT picks under bf16-mixed with clipping
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                            betas=(cfg.beta1, cfg.beta2), fused=False)
+    loader = DataLoader(train, batch_size=cfg.batch_size,
+                        sampler=StepSampler(len(train), cfg.batch_size, cfg.max_steps, cfg.seed))
+    opt = build_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg) / cfg.lr)
     started = time.perf_counter()
     for step, batch in enumerate(loader):
@@ -63,7 +66,8 @@ def lightning(train: TokenWindows, val: TokenWindows, cfg: TrainCfg) -> float:
     torch.manual_seed(cfg.seed)
     model = GPT(MODEL)
     with tempfile.TemporaryDirectory() as out:
-        return fit(model, train, val, cfg, Path(out))["tokens_per_s"]
+        return fit(model, train, val, cfg, Path(out), checkpoint_dir=Path(out) / "ckpt")[
+            "tokens_per_s"]
 
 
 def main() -> None:
@@ -71,6 +75,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each; best counts")
     parser.add_argument("--tokens", type=Path, help="a tokens folder (default: random ids)")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="fit() writes last.ckpt every this many steps (0: never)")
     args = parser.parse_args()
     runtime.configure()
     if args.tokens:
@@ -82,7 +88,8 @@ def main() -> None:
         val_tokens = tokens[:20_000]
     # the demo's base settings, validation pushed past the end of the run
     cfg = TrainCfg(lr=1e-3, min_lr=1e-4, warmup_steps=5, max_steps=args.steps, batch_size=16,
-                   eval_every=10**6, eval_batches=1, progress_bar=False)
+                   eval_every=10**6, eval_batches=1, log_every=10,
+                   checkpoint_every=args.checkpoint_every, compile=False, progress_bar=False)
     train = TokenWindows(tokens, MODEL.block_size, "random", args.steps * cfg.batch_size)
     val = TokenWindows(val_tokens, MODEL.block_size, "strided", cfg.batch_size)
     plain(train, TrainCfg(max_steps=2, batch_size=cfg.batch_size))  # warm-up
@@ -94,6 +101,7 @@ def main() -> None:
         "device": "cpu", "threads": torch.get_num_threads(),
         "model": "4x256 ctx256 vocab4096, batch 16, bf16-mixed, clip 1.0",
         "steps": args.steps, "tokens": "data" if args.tokens else "random",
+        "checkpoint_every": args.checkpoint_every,
         "tokens_per_s_plain": round(best["plain"]),
         "tokens_per_s_lightning": round(best["lightning"]),
         "lightning_overhead_pct": round(100 * (best["plain"] / best["lightning"] - 1), 2),

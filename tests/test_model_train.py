@@ -11,11 +11,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.generate import generate, run_generate
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.lit import lr_at
 from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.trainer import grad_accum_for
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import train_bpe
 
@@ -72,8 +75,10 @@ def test_fit_lowers_the_loss_logs_to_the_active_mlflow_run_and_writes_nothing_el
     out.mkdir(parents=True)
     monkeypatch.chdir(cwd)
     model = _model()
+    # a made-up peak: a CPU has none in the table, and MFU is reported only with one
     cfg = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=5, max_steps=30, batch_size=8,
-                   eval_every=10, eval_batches=2, log_every=5, progress_bar=False)
+                   eval_every=10, eval_batches=2, log_every=5, progress_bar=False,
+                   peak_flops=1e12)
     train = TokenWindows(memmap, 32, "random", count=240, seed=0)
     val = TokenWindows(memmap, 32, "strided", count=16)
     calls: list[int] = []
@@ -88,25 +93,72 @@ def test_fit_lowers_the_loss_logs_to_the_active_mlflow_run_and_writes_nothing_el
         metrics = fit(model, train, val, cfg, out, sample_fn=sample_fn,
                       reference_lines={"uniform": math.log(VOCAB)})
         assert mlflow.active_run().info.status == "RUNNING"
-    assert metrics["steps"] == 30
-    assert metrics["tokens"] == 30 * 8 * 32
+    assert metrics["steps"] == 30 and metrics["resumed_from_step"] == 0
+    assert metrics["tokens"] == 30 * 8 * 32 == 30 * metrics["tokens_per_step"]
     # 32 ids in a cycle: a unigram model gets ln(32) = 3.47; this one uses the context
     assert metrics["val_loss"] < math.log(32) - 2
     assert metrics["train_loss"] < math.log(32) - 2
     assert (out / "loss_curve.png").stat().st_size > 1000
     assert sorted(p.name for p in cwd.iterdir()) == ["out"]  # no lightning_logs etc.
-    assert sorted(p.name for p in out.iterdir()) == ["loss_curve.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "loss_curve.png", "train_log.jsonl", "train_samples.jsonl"]
     assert len(calls) == 3  # after each validation (steps 10, 20, 30)
 
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train_rows] == [5, 10, 15, 20, 25, 30]
+    assert [r["step"] for r in rows if "val_loss" in r] == [10, 20, 30]
+    flops = 6 * (model.num_params() - 32 * 32) + 12 * 2 * 32 * 32  # wpe is a lookup
+    for r in train_rows:
+        assert r["grad_norm"] > 0 and r["tokens_per_s"] > 0 and 0 < r["lr"] <= 1e-2 * 1.000001
+        assert r["mfu"] == pytest.approx(r["tokens_per_s"] * flops / 1e12)
+    assert train_rows[-1]["lr"] == pytest.approx(1e-3, rel=0.05)  # the end of the cosine
+    assert metrics["grad_norm"] == train_rows[-1]["grad_norm"]
+    assert metrics["mfu"] == pytest.approx(
+        sorted(r["mfu"] for r in train_rows[1:])[2], rel=1e-9)  # median, warm-up left out
+    samples = [json.loads(line) for line in (out / "train_samples.jsonl").read_text().splitlines()]
+    assert samples == [{"step": 10, "samples": ["sample 1"]}, {"step": 20, "samples": ["sample 2"]},
+                       {"step": 30, "samples": ["sample 3"]}]
+
     client = mlflow.MlflowClient()
-    train_hist = client.get_metric_history(run.info.run_id, "train/loss")
-    val_hist = client.get_metric_history(run.info.run_id, "val/loss")
-    assert len(train_hist) >= 5 and [m.step for m in val_hist][-1] >= 29
-    assert val_hist[-1].value == pytest.approx(metrics["val_loss"], rel=1e-4)
-    assert client.get_metric_history(run.info.run_id, "lr")
-    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "samples")]
+    run_id = run.info.run_id
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [
+        5, 10, 15, 20, 25, 30]
+    val_hist = client.get_metric_history(run_id, "val/loss")
+    assert [m.step for m in val_hist] == [10, 20, 30]
+    assert val_hist[-1].value == pytest.approx(metrics["val_loss"], rel=1e-6)
+    for name in ("lr", "grad_norm", "tokens_per_s", "mfu"):
+        assert len(client.get_metric_history(run_id, name)) == 6, name
+    artifacts = [a.path for a in client.list_artifacts(run_id, "samples")]
     assert artifacts == ["samples/step_000010.txt", "samples/step_000020.txt",
                          "samples/step_000030.txt"]
+    assert [a.path for a in client.list_artifacts(run_id, "train")] == [
+        "train/loss_curve.png", "train/train_log.jsonl"]
+
+
+def test_wsd_schedule_warms_up_holds_then_decays_linearly() -> None:
+    cfg = TrainCfg(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=100, schedule="wsd",
+                   decay_fraction=0.2)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == lr_at(79, cfg) == 1.0  # stable until the last 20 steps
+    assert lr_at(80, cfg) == 1.0 and lr_at(90, cfg) == pytest.approx(0.55)
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+    cosine = TrainCfg(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=100)
+    assert lr_at(55, cosine) == pytest.approx(0.55) and lr_at(30, cosine) > lr_at(31, cosine)
+
+
+def test_tokens_per_step_sets_grad_accum_or_names_the_mismatch() -> None:
+    cfg = TrainCfg(batch_size=32, tokens_per_step=524288)
+    assert grad_accum_for(cfg, 1024, 1) == 16 and grad_accum_for(cfg, 1024, 8) == 2
+    assert grad_accum_for(TrainCfg(grad_accum=3), 1024, 8) == 3
+    with pytest.raises(ConfigError, match=r"not a multiple of .* 32 x context 1024 x 3"):
+        grad_accum_for(cfg, 1024, 3)
+    with pytest.raises(ConfigError, match="grad_accum 4 contradicts"):
+        grad_accum_for(TrainCfg(batch_size=32, tokens_per_step=524288, grad_accum=4), 1024, 1)
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainCfg(schedule="linear")
+    with pytest.raises(ConfigError, match="strategy"):
+        TrainCfg(strategy="deepspeed")
 
 
 def test_save_load_round_trip_gives_identical_logits(tok: Tokenizer, tmp_path: Path) -> None:

@@ -68,3 +68,15 @@ def quiet_libraries() -> None:
                     ".*Checkpoint directory.*exists.*", ".*LeafSpec.*", ".*treespec.*",
                     ".*litlogger.*", ".*isinstance.*LeafSpec.*"):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def process_rank() -> int:
+    """This process's global rank in a multi-process run (0 when there is none).
+
+    torchrun sets ``RANK``; SLURM ``SLURM_PROCID``; Lightning's own launcher gives the
+    processes it starts ``LOCAL_RANK`` (single node, so local rank is the global one).
+    """
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0

@@ -2,29 +2,43 @@
 
 In: a :class:`~crawl2chat.model.gpt.GPT`, map-style datasets whose items are
 ``{"input_ids": LongTensor[T], "targets": LongTensor[T]}`` (e.g. :class:`TokenWindows`
-over a flat token file) and a :class:`TrainCfg`. Out: the model trained in place,
-``out_dir/loss_curve.png`` and the final metrics. Metrics go to the active MLflow run,
-if there is one; nothing else is written (no checkpoints, no ``lightning_logs``).
+over a flat token file), a :class:`TrainCfg` and optionally a checkpoint folder. Out:
+the model trained in place and, in ``out_dir``, ``loss_curve.png``, ``train_log.jsonl``
+(a row per logged step: loss, lr, grad_norm, tokens_per_s, mfu; and per validation:
+val_loss) and ``train_samples.jsonl`` (the samples taken at each validation); the
+final metrics are returned. Metrics, samples and the curve go to the active MLflow run,
+if there is one. Checkpoints (``last.ckpt``, model + optimizer + scheduler + loop + data
+position + RNG states) go to ``checkpoint_dir`` only; a rerun with the same folder
+continues from there, logging the same losses an uninterrupted run would.
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.gpt import GPT
 
+if TYPE_CHECKING:
+    from crawl2chat.model.lit import History
+
 LOSS_CURVE = "loss_curve.png"
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_SAMPLES = "train_samples.jsonl"
+SCHEDULES = ("cosine", "wsd")
+STRATEGIES = ("auto", "ddp", "fsdp")
 
 
 @dataclass
@@ -40,15 +54,41 @@ class TrainCfg:
     weight_decay: float = 0.1  # AdamW decay on matrices; biases and norms are not decayed
     beta1: float = 0.9
     beta2: float = 0.95
+    optimizer: str = "adamw"  # adamw | muon (Muon on block matrices, AdamW on the rest)
+    muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it as it scales lr
+    muon_momentum: float = 0.95
     grad_clip: float = 1.0  # clip the global grad norm to this; 0 turns clipping off
+    tokens_per_step: int | None = None  # all ranks together; sets grad_accum when given
+    schedule: str = "cosine"  # cosine | wsd (warmup, stable, linear decay)
+    decay_fraction: float = 0.2  # wsd: share of max_steps spent decaying to min_lr
     eval_every: int = 50  # optimizer steps between validations (and samples)
     eval_batches: int = 8  # micro-batches per validation
-    log_every: int = 10  # optimizer steps between logged train losses
+    log_every: int = 10  # optimizer steps between logged rows (loss, lr, grad norm, MFU)
     precision: str = "bf16-mixed"  # Lightning precision: bf16 autocast is fastest on CPU too
     seed: int = 1337  # weights, data order, dropout: the same seed, the same model
     num_workers: int = 0  # DataLoader workers; 0 leaves both cores of a laptop to the model
-    compile: bool = False  # torch.compile the model: pays off on GPUs, not on small CPUs
+    compile: bool | None = None  # torch.compile the model; None: where CUDA is
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp
+    devices: int = 1  # processes per node (GPUs, or CPU processes under ddp); -1: all GPUs
+    num_nodes: int = 1
+    deterministic: bool = False  # deterministic kernels: bit-identical reruns and resumes
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: none
+    resume: bool = True  # continue from the last checkpoint when there is one
+    peak_flops: float | None = None  # per device, for MFU; None: the device table's
     progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("schedule", self.schedule, SCHEDULES),
+                                     ("strategy", self.strategy, STRATEGIES)):
+            if value not in allowed:
+                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, "
+                                  f"got {value!r}")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ConfigError(f"train.decay_fraction must be in [0, 1], "
+                              f"got {self.decay_fraction}")
+        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
 
 
 class TokenWindows(Dataset):
@@ -98,90 +138,115 @@ class TokenWindows(Dataset):
 
 def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
         sample_fn: Callable[[GPT], list[str]] | None = None,
-        reference_lines: dict[str, float] | None = None) -> dict[str, float]:
-    """Train ``model`` in place for ``cfg.max_steps`` optimizer steps; return metrics
-    (train_loss, val_loss, steps, tokens, tokens_per_s, train_time_s; the time and the
-    rate include the validations and samples along the way).
+        reference_lines: dict[str, float] | None = None,
+        checkpoint_dir: Path | None = None) -> dict[str, float]:
+    """Train ``model`` in place up to ``cfg.max_steps`` optimizer steps; return metrics:
+    train_loss, val_loss, steps, tokens, tokens_per_s and train_time_s (this process's
+    work, validations and samples included), grad_accum, tokens_per_step, grad_norm,
+    resumed_from_step, step_tokens_per_s (the median logged rate, training only) and
+    mfu (its share of the devices' peak, where the peak is known).
 
-    ``sample_fn(model)`` runs after every validation; its texts are logged to MLflow.
-    ``reference_lines`` (label -> loss) are drawn on the loss curve as baselines.
+    ``sample_fn(model)`` runs after every validation. ``reference_lines`` (label -> loss)
+    are drawn on the loss curve as baselines. With ``checkpoint_dir`` and
+    ``cfg.checkpoint_every``, ``last.ckpt`` is kept there and, with ``cfg.resume``, an
+    existing one is continued.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import TQDMProgressBar
 
     from crawl2chat import runtime
-    from crawl2chat.model.lit import LitGPT
+    from crawl2chat.model import trainer as build
+    from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params
+    from crawl2chat.model.lit import LitGPT, Meter
+    from crawl2chat.model.resume import ResumableLoader, ResumeCallback, StepSampler
 
     runtime.quiet_libraries()  # importing lightning set its logger back to INFO
     L.seed_everything(cfg.seed, verbose=False)
     model.train()  # a loaded checkpoint comes in eval mode; dropout must be on while training
-    train_loader = DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers,
-        pin_memory=torch.cuda.is_available(), persistent_workers=cfg.num_workers > 0)
-    val_loader = DataLoader(val, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.num_workers)
-    if len(train_loader) == 0 or len(val_loader) == 0:
+    if len(train) < cfg.batch_size or len(val) == 0:
         raise InputError(f"too few windows for batch_size {cfg.batch_size}: "
                          f"{len(train)} train, {len(val)} val")
-    net = torch.compile(model) if cfg.compile else model  # compile the module, not Lightning's
-    lit = LitGPT(net, cfg, sample_fn=(lambda: sample_fn(model)) if sample_fn else None)
-    logger = _mlflow_logger()
+    window = _window_length(train)
+    world = build.world_size(cfg)
+    accum = build.grad_accum_for(cfg, window, world)
+    sampler = StepSampler(len(train), cfg.batch_size, cfg.max_steps * accum, cfg.seed)
+    workers = {"num_workers": cfg.num_workers, "persistent_workers": cfg.num_workers > 0}
+    # own generators: creating an iterator must not draw from the global RNG (dropout's)
+    train_loader = ResumableLoader(train, sampler, pin_memory=torch.cuda.is_available(),
+                                   generator=torch.Generator().manual_seed(cfg.seed), **workers)
+    val_loader = DataLoader(val, batch_size=cfg.batch_size, shuffle=False,
+                            generator=torch.Generator().manual_seed(cfg.seed), **workers)
+    compile_ = torch.cuda.is_available() if cfg.compile is None else cfg.compile
+    net = torch.compile(model) if compile_ else model  # the module, not Lightning's wrapper
+    callbacks: list[L.Callback] = [ResumeCallback(sampler)]
+    last = None
+    if checkpoint_dir is not None and cfg.checkpoint_every > 0:
+        callbacks.append(build.checkpoint_callback(checkpoint_dir, cfg.checkpoint_every))
+        last = checkpoint_dir / build.LAST_CHECKPOINT
+    logger = build.mlflow_logger()
     with tempfile.TemporaryDirectory(prefix="crawl2chat-trainer-") as scratch:
-        trainer = L.Trainer(
-            accelerator="auto", devices=1, precision=cfg.precision,  # type: ignore[arg-type]
-            max_steps=cfg.max_steps, max_epochs=-1,
-            accumulate_grad_batches=cfg.grad_accum,
-            gradient_clip_val=cfg.grad_clip or None,
-            # counted in micro-batches across epochs, so small SFT sets can loop
-            val_check_interval=cfg.eval_every * cfg.grad_accum, check_val_every_n_epoch=None,
-            limit_val_batches=cfg.eval_batches, num_sanity_val_steps=0,
-            log_every_n_steps=cfg.log_every, logger=logger, enable_checkpointing=False,
-            enable_model_summary=False, enable_progress_bar=cfg.progress_bar,
-            # tqdm, not the rich bar Lightning picks when rich is installed: plain lines in logs
-            callbacks=[TQDMProgressBar()] if cfg.progress_bar else [],
-            default_root_dir=scratch)
+        trainer = build.build_trainer(cfg, accum, callbacks, logger, Path(scratch))
+        if trainer.world_size != world:
+            raise ConfigError(f"train.devices x num_nodes = {world} but the launcher started "
+                              f"{trainer.world_size} processes")
+        peak = cfg.peak_flops or device_peak_flops(trainer.strategy.root_device)
+        tokens_per_step = accum * cfg.batch_size * window * world
+        meter = Meter(tokens_per_step, flops_per_token(
+            matmul_params(model), model.config.n_layer, window, model.config.n_embd),
+            peak * world if peak else None)
+        lit = LitGPT(net, cfg, meter, sample_fn=(lambda: sample_fn(model)) if sample_fn else None)
+        resume = last if cfg.resume and last is not None and last.exists() else None
         started = time.perf_counter()
-        trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                    ckpt_path=resume, weights_only=True)
         train_time = time.perf_counter() - started
         if not lit.history.val or lit.history.val[-1][0] != trainer.global_step:
             trainer.validate(lit, dataloaders=val_loader, verbose=False)
     model.eval()
-    if logger:
-        for step, texts in lit.history.samples:
-            logger.experiment.log_text(logger.run_id, "\n\n---\n\n".join(texts),
-                                       f"samples/step_{step:06d}.txt")
-    plot_losses(lit.history.train, lit.history.val, out_dir / LOSS_CURVE, reference_lines)
-    tokens = trainer.global_step * cfg.grad_accum * cfg.batch_size * _window_length(train)
-    return {
-        "train_loss": lit.history.train[-1][1] if lit.history.train else float("nan"),
-        "val_loss": lit.history.val[-1][1],
+    history = lit.history
+    if trainer.is_global_zero:
+        _write_outputs(history, out_dir, reference_lines, logger)
+    rates = [row["tokens_per_s"] for row in history.log]
+    rates = rates[1:] or rates  # the first window holds the warm-up (and compilation)
+    utilisation = [row["mfu"] for row in history.log if "mfu" in row]
+    utilisation = utilisation[1:] or utilisation
+    metrics = {
+        "train_loss": history.train[-1][1] if history.train else float("nan"),
+        "val_loss": history.val[-1][1],
         "steps": float(trainer.global_step),
-        "tokens": float(tokens),
-        "tokens_per_s": tokens / train_time,
+        "tokens": float(trainer.global_step * tokens_per_step),
+        "tokens_per_s": (trainer.global_step - lit.start_step) * tokens_per_step / train_time,
         "train_time_s": train_time,
+        "grad_accum": float(accum),
+        "tokens_per_step": float(tokens_per_step),
+        "grad_norm": history.log[-1]["grad_norm"] if history.log else float("nan"),
+        "resumed_from_step": float(lit.start_step),
+        "step_tokens_per_s": statistics.median(rates) if rates else float("nan"),
     }
+    if utilisation:
+        metrics["mfu"] = statistics.median(utilisation)
+    return metrics
 
 
 def _window_length(dataset: Dataset) -> int:
     return int(dataset[0]["input_ids"].numel())
 
 
-def _mlflow_logger() -> Any:
-    """A Lightning logger writing into the active MLflow run, or False when there is none."""
-    mlflow = sys.modules.get("mlflow")  # not imported: no run can be active
-    if mlflow is None or mlflow.active_run() is None:
-        return False
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    class _AttachedMLFlowLogger(MLFlowLogger):
-        """Logs into a run that someone else owns: leaves ending it to the owner."""
-
-        def finalize(self, status: str = "success") -> None:
-            return None
-
-    return _AttachedMLFlowLogger(run_id=mlflow.active_run().info.run_id,
-                                 tracking_uri=mlflow.get_tracking_uri())
+def _write_outputs(history: History, out_dir: Path, reference_lines: dict[str, float] | None,
+                   logger: Any) -> None:
+    """The loss curve, the step log and the samples into ``out_dir`` (and MLflow)."""
+    rows = sorted([*history.log, *({"step": s, "val_loss": v} for s, v in history.val)],
+                  key=lambda row: (row["step"], "val_loss" in row))
+    (out_dir / TRAIN_LOG).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (out_dir / TRAIN_SAMPLES).write_text("".join(
+        json.dumps({"step": step, "samples": texts}, ensure_ascii=False) + "\n"
+        for step, texts in history.samples))
+    plot_losses(history.train, history.val, out_dir / LOSS_CURVE, reference_lines)
+    if logger:
+        client, run_id = logger.experiment, logger.run_id
+        for step, texts in history.samples:
+            client.log_text(run_id, "\n\n---\n\n".join(texts), f"samples/step_{step:06d}.txt")
+        for name in (LOSS_CURVE, TRAIN_LOG):
+            client.log_artifact(run_id, str(out_dir / name), "train")
 
 
 def plot_losses(train: list[tuple[int, float]], val: list[tuple[int, float]], file: Path,

@@ -74,6 +74,8 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         inputs[rel] = {"digest": file_digest(file), "kind": "file"}
 
     out_dir = paths.stage_output(stage, root)
+    if runtime.process_rank() > 0:
+        return _run_as_helper_rank(module, cfg, in_dir, out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -105,6 +107,21 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,
+                        out_dir: Path) -> dict[str, float]:
+    """A rank above 0 of a multi-process (DDP) stage: it trains alongside rank 0 but owns
+    no output, so it writes into a scratch folder that is thrown away, and records no
+    MLflow run, manifest or metrics: rank 0 does all of that once."""
+    scratch = out_dir.with_name(f"{out_dir.name}.tmp-rank{runtime.process_rank()}-{os.getpid()}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        module.run(cfg, in_dir, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {}
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
