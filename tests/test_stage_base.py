@@ -19,7 +19,9 @@ from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import load_model
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.train import TrainCfg
+from crawl2chat.model.trainer import grad_accum_for
 from crawl2chat.quality import GateFailed, gate
+from crawl2chat.stages import base
 from crawl2chat.stages.base import Cfg, padded_vocab, run, unigram_entropy
 from crawl2chat.tokenizer.shards import open_split, write_shards
 from crawl2chat.tokenizer.train import train_bpe
@@ -37,7 +39,8 @@ def _documents(n: int) -> list[str]:
 
 def _cfg(**changes: object) -> Cfg:
     train = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=3, max_steps=20, batch_size=8,
-                     eval_every=10, eval_batches=2, log_every=5, progress_bar=False)
+                     eval_every=10, eval_batches=2, log_every=5, deterministic=True,
+                     progress_bar=False)
     return Cfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "train": train,
                   "prompts": ["The cat", "A"], "sample_tokens": 12, **changes})
 
@@ -79,7 +82,7 @@ def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict])
     out, m = stage
     assert {p.name for p in out.iterdir()} == {
         "model.safetensors", "config.json", "tokenizer", "hf", "loss_curve.png",
-        "samples.json", "report.md"}
+        "train_log.jsonl", "train_samples.jsonl", "samples.json", "report.md"}
     samples = json.loads((out / "samples.json").read_text())
     assert [s["prompt"] for s in samples] == ["The cat", "A"]
     assert all(0 <= s["tokens"] <= 12 for s in samples)
@@ -88,6 +91,38 @@ def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict])
     assert "**The cat**" + samples[0]["continuation"].split("\n")[0] in report
     config_json = json.loads((out / "config.json").read_text())
     assert config_json["crawl2chat"]["val_loss"] == m["val_loss"]
+
+
+def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
+        stage: tuple[Path, dict], tokens: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, uninterrupted = stage
+    cfg = _cfg()
+    cfg.train.checkpoint_every = 5  # not part of the digest: same folder, same training
+    checkpoints = base.checkpoint_dir(cfg, tokens, tmp_path / "killed")
+    assert checkpoints.parent == tmp_path and checkpoints.name.startswith("base.tmp-ckpt-")
+    assert checkpoints == base.checkpoint_dir(_cfg(), tokens, tmp_path / "rerun")
+    assert checkpoints != base.checkpoint_dir(_cfg(dropout=0.1), tokens, tmp_path / "rerun")
+
+    class Killed(Exception):
+        """Stands in for the process dying: in the samples of step 10, after its checkpoint."""
+
+    def killed(*args: object) -> list:
+        raise Killed
+
+    (tmp_path / "killed").mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(base, "sample", killed)
+        with pytest.raises(Killed):
+            run(cfg, tokens, tmp_path / "killed")
+    assert [p.name for p in checkpoints.iterdir()] == ["last.ckpt"]
+    out = tmp_path / "rerun"
+    out.mkdir()
+    m = run(cfg, tokens, out)
+    assert m["resumed_from_step"] == 10 and m["steps"] == 20
+    assert m["val_loss"] == uninterrupted["val_loss"]  # exactly where it would have been
+    assert "resumed from the checkpoint of step 10" in (out / "report.md").read_text()
+    assert not checkpoints.exists()
 
 
 def test_gate_passes_on_good_output(stage: tuple[Path, dict]) -> None:
@@ -170,5 +205,7 @@ def test_every_preset_builds_a_cfg_and_model(preset: str, tmp_path: Path) -> Non
     if preset == "gpt2_124m":
         assert model.config.vocab_size == 50304
         assert model.num_params() == pytest.approx(124.4e6, rel=0.01)
-        assert cfg.train.batch_size * cfg.train.grad_accum * cfg.block_size == 524288
+        accum = grad_accum_for(cfg.train, cfg.block_size, 1)
+        assert cfg.train.batch_size * accum * cfg.block_size == 524288 == cfg.train.tokens_per_step
+        assert cfg.train.checkpoint_every > 0 and cfg.train.compile
     assert cfg.train.max_steps > cfg.train.warmup_steps

@@ -1,7 +1,7 @@
 """Sampling from a GPT, one token at a time.
 
 ``generate(model, ids, ...)`` yields new token ids as they are sampled (temperature,
-top-k; temperature 0 is greedy). A seeded ``torch.Generator`` makes it repeatable: the
+top-k, top-p; temperature 0 is greedy). A seeded ``torch.Generator`` makes it repeatable: the
 same model, prompt and seed give the same ids on the same device. ``run_generate`` is
 the ``crawl2chat generate`` command: load a model folder, print prompt + continuation.
 
@@ -9,12 +9,16 @@ With the KV cache (the default) the prompt is run once and each new token costs 
 position. Once the context outgrows ``block_size`` every step recomputes the last
 ``block_size`` ids, exactly as without the cache: the learned position embeddings
 shift with the window, so cached keys cannot be reused, and the two paths stay equal.
+A cached step is cheap in operations but still reads every weight once: at the demo's
+size (17 MB of fp32 weights, more than the CPU cache keeps) that memory traffic, not
+Python, is most of its cost.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -45,61 +49,70 @@ def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: f
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    context = torch.tensor([list(ids)], dtype=torch.long, device=device)
+    sampler = _Sampler(temperature, top_k, top_p, vocab_limit,
+                       torch.Generator(device=device).manual_seed(seed))
+    context = list(ids)  # appending to a list is free; torch.cat copies the whole context
     stops = set(stop_ids)
     block_size = model.config.block_size
     cache = KVCache(model.config.n_layer, block_size) if use_cache else None
     was_training = model.training
     model.eval()
     try:
-        logits = _logits(model, context[:, -block_size:], cache)  # prefill
         for step in range(max_new_tokens):
-            if step:  # feed the id yielded last; none after the final one
-                if cache is not None and cache.length < cache.capacity:
-                    logits = _logits(model, context[:, -1:], cache)  # one new position
-                else:  # no cache, or a full one: recompute the window the model can see
-                    if cache is not None:
-                        cache.reset()
-                    logits = _logits(model, context[:, -block_size:], cache)
-            next_id = _sample(logits, temperature, top_k, top_p, generator, vocab_limit)
+            if step and cache is not None and cache.length < cache.capacity:
+                fed = context[-1:]  # one new position after the cached ones
+            else:  # the prompt, or (no cache, or a full one) the window the model can see
+                if cache is not None:
+                    cache.reset()
+                fed = context[-block_size:]
+            next_id = _step(model, torch.tensor([fed], device=device), cache, sampler)
             if next_id in stops:
                 return
             yield next_id
-            context = torch.cat([context, context.new_tensor([[next_id]])], dim=1)
+            context.append(next_id)
     finally:
         model.train(was_training)
 
 
+@dataclass
+class _Sampler:
+    """How to pick the next id from a row of logits."""
+
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    vocab_limit: int | None
+    generator: torch.Generator
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        logits = logits[:self.vocab_limit].float()
+        if self.temperature == 0:
+            return int(logits.argmax())
+        logits = logits / self.temperature
+        if self.top_k is not None and self.top_k < logits.numel():
+            kth = torch.topk(logits, self.top_k).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p is not None and self.top_p < 1:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            # drop an id when the ids more likely than it already reach top_p
+            drop = sorted_probs.cumsum(0) - sorted_probs >= self.top_p
+            sorted_probs[drop] = 0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
 @torch.inference_mode()
-def _logits(model: nn.Module, ids: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-    """The next-token logits after ``ids`` (fed after whatever ``cache`` holds)."""
+def _step(model: nn.Module, ids: torch.Tensor, cache: KVCache | None,
+          sampler: _Sampler) -> int:
+    """Feed ``ids`` (after whatever ``cache`` holds) and sample the id that follows.
+    One inference-mode region per token: the forward and the sampling share it."""
     logits, _ = model(ids, cache=cache)
-    return logits[0, -1]
-
-
-@torch.inference_mode()
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-            generator: torch.Generator, vocab_limit: int | None) -> int:
-    logits = logits[:vocab_limit].float()
-    if temperature == 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    if top_p is not None and top_p < 1:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # drop an id when the ids more likely than it already reach top_p
-        drop = sorted_probs.cumsum(0) - sorted_probs >= top_p
-        sorted_probs[drop] = 0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return sampler(logits[0, -1])
 
 
 def run_generate(model_dir: Path, prompt: str, max_new_tokens: int, temperature: float,
-                 top_k: int | None, seed: int) -> int:
+                 top_k: int | None, seed: int, top_p: float | None = None) -> int:
     """Print ``prompt`` and its sampled continuation as it is generated; exit status."""
     from crawl2chat.model.checkpoint import load_model
     from crawl2chat.tokenizer import special
@@ -114,7 +127,7 @@ def run_generate(model_dir: Path, prompt: str, max_new_tokens: int, temperature:
     new: list[int] = []
     shown = ""
     for token in generate(model, [bos, *tok.encode(prompt)], max_new_tokens, temperature,
-                          top_k, seed, stop, vocab_limit=tok.vocab_size):
+                          top_k, seed, stop, vocab_limit=tok.vocab_size, top_p=top_p):
         new.append(token)
         text = tok.decode(new)
         if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest

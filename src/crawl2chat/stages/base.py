@@ -2,7 +2,14 @@
 
 In: ``data/tokens/`` (``tokenizer/``, ``train.bin``, ``val.bin``, ``meta.json``; see
 :mod:`crawl2chat.tokenizer.shards`). Out (``models/base/``): ``model.safetensors``,
-``config.json``, ``tokenizer/``, ``loss_curve.png``, ``samples.json`` and ``report.md``.
+``config.json``, ``tokenizer/``, ``loss_curve.png``, ``train_log.jsonl`` (loss, lr,
+grad norm, tokens/s, MFU every ``log_every`` steps), ``train_samples.jsonl``,
+``samples.json`` and ``report.md``.
+
+Long training is resumable: with ``train.checkpoint_every`` the stage keeps
+``last.ckpt`` in :func:`checkpoint_dir`, a folder beside its output named after its
+params and input; a rerun after a crash or kill continues from there (same losses as an
+uninterrupted run) and the folder is removed once the stage has its output.
 
 The model trains on random windows of the train split; its loss is measured on
 windows spread evenly over the val split and set beside two baselines in nats/token:
@@ -13,9 +20,11 @@ of 64 (faster matmuls); padded ids never occur and are never sampled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +34,11 @@ import torch
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import save_model
+from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.train import LOSS_CURVE, TokenWindows, TrainCfg, fit
+from crawl2chat.model.trainer import grad_accum_for, world_size
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.shards import open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -48,7 +59,16 @@ class Cfg:
     block_size: int = 256
     """Context length in tokens."""
     dropout: float = 0.0
+    # architecture options, GPT-2's by default; see GPTConfig for what each one does
+    bias: bool = True
+    positions: str = "learned"
+    rope_theta: float = 10000.0
+    norm: str = "layernorm"
+    qk_norm: bool = False
+    mlp: str = "gelu"
+    tie_embeddings: bool = True
     train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
     prompts: list[str] = field(default_factory=lambda: [
         "The", "In this article, we", "How to install"])
     """Continued after training (and at every validation) to show what the model learned."""
@@ -92,6 +112,21 @@ def sample(model: GPT, tok: Tokenizer, cfg: Cfg) -> list[dict[str, Any]]:
     return out
 
 
+def checkpoint_dir(cfg: Cfg, in_dir: Path, out_dir: Path) -> Path:
+    """``<outputs>/base.tmp-ckpt-<digest of params and input>``: beside the stage's
+    temporary output folder, not inside it (that one is new for every attempt) and not in
+    ``models/base`` (DVC deletes a declared output before rerunning its stage). The
+    ``*.tmp-*/`` pattern keeps it out of git. Only the same params on the same tokens
+    find it again; settings that do not change the training are left out of the digest."""
+    params = asdict(cfg)
+    for name in ("progress_bar", "resume", "checkpoint_every", "num_workers"):
+        params["train"].pop(name)
+    upstream = in_dir / "manifest.json"  # names the tokens run; meta.json when run by hand
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update((upstream if upstream.exists() else in_dir / "meta.json").read_bytes())
+    return out_dir.parent / f"base.tmp-ckpt-{digest.hexdigest()[:16]}"
+
+
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     if in_dir is None:
         raise InputError("the base stage needs the tokens stage's output folder")
@@ -109,13 +144,17 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     try:
         gpt_cfg = GPTConfig(vocab_size=padded_vocab(tok.vocab_size), block_size=cfg.block_size,
                             n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                            dropout=cfg.dropout)
+                            dropout=cfg.dropout, bias=cfg.bias, positions=cfg.positions,
+                            rope_theta=cfg.rope_theta, norm=cfg.norm, qk_norm=cfg.qk_norm,
+                            mlp=cfg.mlp, tie_embeddings=cfg.tie_embeddings)
     except ValueError as err:
         raise ConfigError(f"base: {err}") from err
     torch.manual_seed(cfg.train.seed)
     model = GPT(gpt_cfg)
     tc = cfg.train
-    windows = tc.max_steps * tc.grad_accum * tc.batch_size
+    ranks = world_size(tc)
+    # a fresh window for every sequence the run trains on (all ranks)
+    windows = tc.max_steps * grad_accum_for(tc, cfg.block_size, ranks) * tc.batch_size * ranks
     train = TokenWindows(splits["train"], cfg.block_size, "random", windows, seed=tc.seed)
     val = TokenWindows(splits["val"], cfg.block_size, "strided", tc.eval_batches * tc.batch_size)
     entropy = unigram_entropy(splits["train"], gpt_cfg.vocab_size)
@@ -124,11 +163,14 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     def sample_texts(m: GPT) -> list[str]:
         return [s["prompt"] + s["continuation"] for s in sample(m, tok, cfg)]
 
+    checkpoints = checkpoint_dir(cfg, in_dir, out_dir)
     result = fit(model, train, val, tc, out_dir, sample_fn=sample_texts,
-                 reference_lines={"unigram entropy": entropy, "uniform": uniform})
+                 reference_lines={"unigram entropy": entropy, "uniform": uniform},
+                 checkpoint_dir=checkpoints)
     samples = sample(model, tok, cfg)
+    held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
     metrics: dict[str, float] = {
-        "records": float(result["steps"] * tc.grad_accum * tc.batch_size),
+        "records": result["tokens"] / cfg.block_size,  # windows trained on
         "tokens": result["tokens"],
         "val_loss": result["val_loss"],
         "train_loss": result["train_loss"],
@@ -136,14 +178,19 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         "uniform_loss": uniform,
         "params": float(model.num_params()),
         "steps": result["steps"],
-        "tokens_per_s": result["tokens_per_s"],
+        **{k: v for k, v in result.items() if k not in ("tokens", "val_loss", "train_loss",
+                                                        "steps")},
+        **held_out.metrics,
     }
     save_model(model, tok, out_dir, extra={
         "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
         **{k: metrics[k] for k in ("val_loss", "train_loss", "unigram_entropy",
-                                   "uniform_loss", "steps", "tokens")}})
+                                   "uniform_loss", "steps", "tokens", *held_out.metrics)}})
     (out_dir / SAMPLES).write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
     _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
+    with (out_dir / "report.md").open("a") as report:
+        report.write(held_out.markdown())
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
     return metrics
 
 
@@ -162,10 +209,15 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, floa
         f"context {gpt_cfg.block_size}, vocab {gpt_cfg.vocab_size} (tokenizer "
         f"{meta['vocab_size']}, padded to a multiple of {VOCAB_MULTIPLE}); "
         f"{m['params'] / 1e6:.2f}M parameters.",
-        f"- Training: {int(m['steps'])} steps x {tc.batch_size * tc.grad_accum} windows = "
-        f"{m['tokens'] / 1e6:.2f}M tokens ({m['tokens'] / max(1, meta['train_tokens']):.2f} "
-        f"passes over {meta['train_tokens']} train tokens) at {m['tokens_per_s']:.0f} "
-        f"tokens/s; lr {tc.lr} -> {tc.min_lr}, precision {tc.precision}.",
+        f"- Training: {int(m['steps'])} steps x {m['tokens_per_step']:.0f} tokens "
+        f"({tc.batch_size} windows x {m['grad_accum']:.0f} accumulated x "
+        f"{world_size(tc)} rank(s)) = {m['tokens'] / 1e6:.2f}M tokens "
+        f"({m['tokens'] / max(1, meta['train_tokens']):.2f} passes over "
+        f"{meta['train_tokens']} train tokens) at {m['step_tokens_per_s']:.0f} tokens/s"
+        + (f", MFU {m['mfu']:.1%}" if "mfu" in m else "")
+        + f"; lr {tc.lr} -> {tc.min_lr} ({tc.schedule}), precision {tc.precision}"
+        + (f"; resumed from the checkpoint of step {m['resumed_from_step']:.0f}"
+           if m["resumed_from_step"] else "") + ".",
         "",
         "| loss (nats/token) | value |",
         "|---|---:|",
