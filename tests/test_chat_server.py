@@ -160,6 +160,45 @@ def test_the_same_seed_gives_the_same_sampled_reply(client: openai.OpenAI) -> No
     assert len({sample(s) for s in range(4)}) > 1
 
 
+def test_top_p_keeps_only_the_most_likely_tokens(client: openai.OpenAI) -> None:
+    def sample(seed: int, top_p: float) -> str:
+        return client.chat.completions.create(
+            model="tiny", messages=HELLO, temperature=1.5, top_p=top_p, max_tokens=12,
+            seed=seed).choices[0].message.content
+
+    # a nucleus this small holds only the most likely token: sampling becomes greedy
+    assert {sample(s, 1e-6) for s in range(4)} == {"Hello!"}
+    assert len({sample(s, 1.0) for s in range(6)}) > 1
+
+
+@pytest.mark.parametrize(("stop", "expected"), [
+    ("l", "He"), (["lo", "!"], "Hel"), ("llo!", "He"), (["zz"], "Hello!"), ([], "Hello!")])
+def test_stop_sequences_end_the_reply_and_are_left_out(
+        client: openai.OpenAI, stop: str | list[str], expected: str) -> None:
+    whole = client.chat.completions.create(model="tiny", messages=HELLO, temperature=0,
+                                           stop=stop)
+    assert whole.choices[0].message.content == expected
+    assert whole.choices[0].finish_reason == "stop"
+    chunks = list(client.chat.completions.create(model="tiny", messages=HELLO, temperature=0,
+                                                 stop=stop, stream=True))
+    pieces = [c.choices[0].delta.content or "" for c in chunks]
+    assert "".join(pieces) == expected  # no piece of a stop sequence was ever sent
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_completions_take_stop_and_top_p(client: openai.OpenAI) -> None:
+    free = client.completions.create(model="tiny", prompt="The quick", max_tokens=12,
+                                     temperature=0).choices[0]
+    assert len(free.text) > 2
+    stop = free.text[2:4]
+    cut = client.completions.create(model="tiny", prompt="The quick", max_tokens=12,
+                                    temperature=0, stop=[stop], top_p=0.9).choices[0]
+    assert cut.text == free.text[: free.text.index(stop)] and cut.finish_reason == "stop"
+    streamed = list(client.completions.create(model="tiny", prompt="The quick", max_tokens=12,
+                                              temperature=0, stop=stop, stream=True))
+    assert "".join(c.choices[0].text for c in streamed) == cut.text
+
+
 @pytest.mark.parametrize(("body", "param", "needle"), [
     ({"messages": []}, "messages", "at least 1 item"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role", "'user'"),
@@ -170,7 +209,10 @@ def test_the_same_seed_gives_the_same_sampled_reply(client: openai.OpenAI) -> No
      "must end with a user message"),
     ({"messages": [{"role": "user", "content": "word " * 200}]}, "messages",
      "context holds 64 tokens"),
-    ({"messages": HELLO, "top_p": 0.5}, "top_p", "not supported"),
+    ({"messages": HELLO, "top_p": 0}, "top_p", "greater than 0"),
+    ({"messages": HELLO, "top_p": 1.5}, "top_p", "less than or equal to 1"),
+    ({"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+    ({"messages": HELLO, "stop": ""}, "stop", "non-empty"),
     ({"messages": HELLO, "tools": [{"type": "function"}]}, "tools", "not supported"),
     ({"messages": HELLO, "n": 2}, "n", "less than or equal to 1"),
 ])

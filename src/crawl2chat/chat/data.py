@@ -1,36 +1,45 @@
-"""Load chat conversations from JSONL files and split them into train and held-out.
+"""Load chat conversations from files and split them into train and held-out.
 
-In:  JSONL files, one conversation a line, in the messages format
+In:  conversation files described by :class:`Source` entries (path, format: messages,
+     sharegpt or oasst; JSONL, gzipped JSONL or Parquet; read by chat/formats.py and
+     chat/oasst.py), or plain messages-format JSONL files
      ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``
      (other keys, such as ``"source"``, are ignored).
-Out: :class:`Conversation` records (messages + the ``file:line`` they came from), counts of
-     skipped lines per reason, and a deterministic train / held-out split decided by a hash
-     of each conversation's content (so it does not depend on file order or on which other
-     files are loaded).
+Out: :class:`Conversation` records (messages + the ``file:line`` they came from + the
+     index of their source), counts of skipped records per reason, and a deterministic
+     train / held-out split decided by a hash of each conversation's content (so it does
+     not depend on file order or on which other files are loaded).
 
-A line that is not JSON means the file is broken: :class:`InputError` naming ``file:line``.
-A well-formed line that is not a usable conversation is a counted skip with a warning.
+A line that is not JSON, or a file that is not in its source's format, means the input is
+broken: :class:`InputError` naming ``file:line`` (``file:row N`` in Parquet). A well-formed
+record that is not a usable conversation is a counted skip with a warning.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawl2chat.chat.formats import FORMATS, SUFFIXES, Candidate, candidates
+from crawl2chat.chat.oasst import MODES
+from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 
 log = logging.getLogger("crawl2chat.chat")
 
 ROLES = ("system", "user", "assistant")
 # why a line was skipped; every reason is always reported (0 when it never happened)
+# (OASST's deleted, review_failed, not_ready and orphan count messages or trees, the rest
+# records)
 SKIP_REASONS = ("not_messages", "bad_role", "empty_content", "bad_order", "no_assistant_turn",
-                "duplicate")
+                "duplicate", "lang", "deleted", "review_failed", "not_ready", "orphan")
 _WARNINGS_PER_FILE = 5
 
 
@@ -40,6 +49,7 @@ class Conversation:
 
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs, content stripped
     origin: str  # "file:line", for messages that point back at the data
+    source: int = 0  # index of the Source it was loaded from
 
     @property
     def key(self) -> str:
@@ -49,6 +59,48 @@ class Conversation:
 
     def as_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass
+class Source:
+    """One entry of ``sft.data``: conversation files and how to read and weigh them."""
+
+    path: str  # a file, a folder (its .jsonl, .jsonl.gz, .parquet files) or a glob
+    format: str = "messages"  # messages | sharegpt | oasst
+    lang: list[str] = field(default_factory=list)  # keep only these languages; [] = all
+    oasst: str = "best"  # OASST trees: best (best-ranked reply per turn) | all_paths
+    # times each training conversation is seen; a fraction adds one more pass over that
+    # share of them (chosen by content hash), so 1.5 = all once, half of them twice
+    weight: float = 1.0
+    max: int | None = None  # cap on conversations taken from it (a hash sample)
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("sft.data: every source needs a path")
+        if self.format not in FORMATS:
+            raise ConfigError(f"sft.data {self.path}: format must be one of "
+                              f"{', '.join(FORMATS)}, got {self.format!r}")
+        if self.oasst not in MODES:
+            raise ConfigError(f"sft.data {self.path}: oasst must be one of {', '.join(MODES)}, "
+                              f"got {self.oasst!r}")
+        if not self.weight > 0:
+            raise ConfigError(f"sft.data {self.path}: weight must be > 0, got {self.weight}")
+        if self.max is not None and self.max < 1:
+            raise ConfigError(f"sft.data {self.path}: max must be >= 1 or null, got {self.max}")
+
+    def files(self, root: Path) -> list[Path]:
+        """The files it names, sorted; InputError when there are none."""
+        where = root / self.path
+        if where.is_file():
+            return [where]
+        if where.is_dir():
+            found = [f for f in where.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)]
+        else:
+            found = [Path(f) for f in glob.glob(str(where), recursive=True) if Path(f).is_file()]
+        if not found:
+            raise InputError(f"sft.data: no conversation file at {self.path} "
+                             f"(looked for {where}; files end with {', '.join(SUFFIXES)})")
+        return sorted(found)
 
 
 @dataclass
@@ -82,49 +134,81 @@ def check(record: Any) -> tuple[tuple[tuple[str, str], ...], str | None]:
     return tuple(pairs), None
 
 
-def load_jsonl(path: Path, seen: set[str] | None = None) -> Loaded:
-    """Read one JSONL file; ``seen`` (conversation keys) drops duplicates across files."""
-    seen = set() if seen is None else seen
+def _collect(found: Iterator[Candidate], label: Path, seen: set[str], source: int = 0
+             ) -> Loaded:
+    """Validate candidates, drop duplicates of ``seen`` keys, count and warn about skips."""
     loaded = Loaded()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read conversations: {err}") from err
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{number}: not valid JSON ({err.msg} at column "
-                             f"{err.colno})") from err
-        messages, reason = check(record)
-        conversation = Conversation(messages, f"{path}:{number}")
+    for candidate in found:
+        reason = candidate.reason
+        messages: tuple[tuple[str, str], ...] = ()
+        if reason is None:
+            messages, reason = check({"messages": candidate.messages})
+        conversation = Conversation(messages, candidate.where, source)
         if reason is None and conversation.key in seen:
             reason = "duplicate"
         if reason is not None:
             loaded.skipped[reason] += 1
             if sum(loaded.skipped.values()) <= _WARNINGS_PER_FILE:
-                log.warning("%s:%d: skipped conversation (%s)", path, number, reason)
+                log.warning("%s: skipped conversation (%s)", candidate.where, reason)
             continue
         seen.add(conversation.key)
         loaded.conversations.append(conversation)
     hidden = sum(loaded.skipped.values()) - _WARNINGS_PER_FILE
     if hidden > 0:
-        log.warning("%s: %d more conversations skipped (%s)", path, hidden,
+        log.warning("%s: %d more conversations skipped (%s)", label, hidden,
                     ", ".join(f"{r}={n}" for r, n in sorted(loaded.skipped.items())))
     return loaded
 
 
+def load_jsonl(path: Path, seen: set[str] | None = None) -> Loaded:
+    """Read one messages-format JSONL file; ``seen`` (conversation keys) drops duplicates
+    across files."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: cannot read conversations: no such file")
+    return _collect(candidates(Path(path), "messages"), path, set() if seen is None else seen)
+
+
 def load_files(files: Iterable[Path]) -> Loaded:
-    """All conversations of ``files`` in order, duplicates dropped, skips summed."""
+    """All conversations of messages-format ``files`` in order, duplicates dropped."""
     total = Loaded()
     seen: set[str] = set()
     for file in files:
         part = load_jsonl(Path(file), seen)
-        total.conversations.extend(part.conversations)
+        total.conversations += part.conversations
         total.skipped.update(part.skipped)
     return total
+
+
+def _sample(conversations: list[Conversation], count: int | None) -> list[Conversation]:
+    """At most ``count`` of them, chosen by content hash, in their order."""
+    if count is None or len(conversations) <= count:
+        return conversations
+    keep = {c.key for c in sorted(conversations, key=lambda c: c.key)[:count]}
+    return [c for c in conversations if c.key in keep]
+
+
+def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
+    """All conversations of ``sources`` (paths relative to ``root``), in order, duplicates
+    dropped across all of them, each source capped at its ``max``."""
+    total = Loaded()
+    seen: set[str] = set()
+    for index, source in enumerate(sources):
+        part = Loaded()
+        for file in source.files(root):
+            found = candidates(file, source.format, source.lang, source.oasst)
+            loaded = _collect(found, file, seen, index)
+            part.conversations += loaded.conversations
+            part.skipped.update(loaded.skipped)
+        total.conversations += _sample(part.conversations, source.max)
+        total.skipped.update(part.skipped)
+    return total
+
+
+def repeats(conversation: Conversation, weight: float) -> int:
+    """How often a training conversation of a source with ``weight`` is seen."""
+    whole, share = int(weight), weight - int(weight)
+    # digits 16..31 of the key: independent of the held-out draw, which uses 0..15
+    return whole + (int(conversation.key[16:32], 16) / 16**16 < share)
 
 
 def is_heldout(conversation: Conversation, fraction: float) -> bool:

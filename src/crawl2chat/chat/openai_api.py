@@ -6,8 +6,9 @@ Out: validated requests (:class:`ChatRequest`, :class:`CompletionRequest`) and t
      ``text_completion`` objects and ``{"error": {message, type, param, code}}``.
 
 Unknown fields are ignored, as OpenAI-compatible servers commonly do, except those whose
-meaning this server cannot honour (tools, logprobs, penalties, stop strings, top_p < 1...):
-those are refused with a 400 rather than silently giving a different result.
+meaning this server cannot honour (tools, logprobs, penalties, ...): those are refused
+with a 400 rather than silently giving a different result. ``top_p`` (0 < top_p <= 1) and
+``stop`` (a string or a list of up to 4 non-empty strings) are honoured.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Fields OpenAI defines that change the result; refused unless absent, null, false or neutral.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "response_format",
-               "logprobs", "top_logprobs", "logit_bias", "echo", "suffix", "best_of", "stop",
+               "logprobs", "top_logprobs", "logit_bias", "echo", "suffix", "best_of",
                "presence_penalty", "frequency_penalty", "audio", "modalities", "prediction")
 NEUTRAL: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "best_of": 1,
                            "echo": False, "logprobs": False}
+MAX_STOPS = 4  # OpenAI's limit on stop sequences
 
 
 class APIError(Exception):
@@ -56,7 +58,9 @@ class _Request(BaseModel):
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling")
+    stop: str | list[str] | None = Field(None, description="text that ends the reply; "
+                                         "not included in it")
     top_k: int | None = Field(None, ge=1, description="extension: sample among the k best")
     seed: int | None = None
     n: int = Field(1, ge=1, le=1, description="one choice per request")
@@ -70,10 +74,16 @@ class _Request(BaseModel):
             if value is not None and value != NEUTRAL.get(name) and value != []:
                 raise APIError(400, f"{name} is not supported by this server", param=name,
                                code="unsupported_parameter")
-        if self.top_p is not None and self.top_p < 1:
-            raise APIError(400, "top_p < 1 is not supported by this server; use top_k "
-                           "(an extension field) to restrict sampling", param="top_p",
-                           code="unsupported_parameter")
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        if len(stops) > MAX_STOPS:
+            raise APIError(400, f"stop: at most {MAX_STOPS} sequences, got {len(stops)}",
+                           param="stop", code="invalid_value")
+        if any(not s for s in stops):
+            raise APIError(400, "stop: sequences must be non-empty strings", param="stop",
+                           code="invalid_value")
+
+    def stop_sequences(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
 class TextPart(BaseModel):

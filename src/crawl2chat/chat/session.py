@@ -35,10 +35,11 @@ class Turn:
     """
 
     def __init__(self, model: GPT, tok: Tokenizer, prompt: list[int], max_new_tokens: int,
-                 temperature: float, top_k: int | None, seed: int) -> None:
+                 temperature: float, top_k: int | None, seed: int,
+                 top_p: float | None = None) -> None:
         self.model, self.tok, self.prompt = model, tok, prompt
         self.max_new_tokens = max_new_tokens
-        self.temperature, self.top_k, self.seed = temperature, top_k, seed
+        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
         self.ids: list[int] = []
         self.stop: int | None = None  # the control token that ended the turn, if any
 
@@ -54,7 +55,7 @@ class Turn:
         # which control token ended it
         for token in generate(self.model, self.prompt, self.max_new_tokens,
                               temperature=self.temperature, top_k=self.top_k, seed=self.seed,
-                              vocab_limit=self.tok.vocab_size):
+                              vocab_limit=self.tok.vocab_size, top_p=self.top_p):
             if token in control:
                 self.stop = token
                 return

@@ -2,6 +2,9 @@
 
 In:  the stage's output folder (``eval.json``, ``replies.jsonl``, the model files) and its
      ``Cfg`` (the thresholds). Out: tables with expectations, validated by the runner.
+Refusal rates are always checked to be rates in [0, 1] and to come from every prompt of
+their set; ``min_refusal_harmful`` / ``max_refusal_benign`` gate them only when set
+(the defaults, 0 and 1, report without gating: a tiny model cannot meet real targets).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import great_expectations as gx
 import pandas as pd
 
+from crawl2chat.chat.evaluate import KINDS
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.sft import EVAL_FILE, REPLIES_FILE
 from crawl2chat.tokenizer.special import SPECIAL_TOKENS
@@ -29,7 +33,7 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     summary = pd.DataFrame([metrics])
     replies = pd.read_json(out_dir / REPLIES_FILE, lines=True, dtype=False) \
         if (out_dir / REPLIES_FILE).stat().st_size else pd.DataFrame(
-            columns=["kind", "prompt", "reply", "new_tokens", "ended"])
+            columns=["kind", "prompt", "reply", "new_tokens", "ended", "refused"])
     files = pd.DataFrame({"file": list(MODEL_FILES),
                           "bytes": [(out_dir / f).stat().st_size if (out_dir / f).is_file()
                                     else 0 for f in MODEL_FILES]})
@@ -52,8 +56,10 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
                                             min_value=cfg.min_train_conversations),
             E.ExpectColumnValuesToBeBetween(column="tokens", min_value=1),
         ]),
+        *_refusal_tables(metrics, replies, cfg),
         Table("replies", replies, [
-            E.ExpectColumnValuesToBeInSet(column="kind", value_set=["heldout", "prompt"]),
+            E.ExpectColumnValuesToBeInSet(column="kind", value_set=list(KINDS)),
+            E.ExpectColumnValuesToBeInSet(column="refused", value_set=[True, False]),
             E.ExpectColumnValuesToNotBeNull(column="reply"),
             # a model that gives every prompt the same answer has collapsed, however well
             # it ends its turns
@@ -76,3 +82,24 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
                                                       column_B="tokenizer_vocab", or_equal=True),
         ]),
     ]
+
+
+def _refusal_tables(metrics: dict[str, float], replies: pd.DataFrame, cfg: Any
+                    ) -> list[Table]:
+    """One table per refusal set the stage measured (a set set to null is not)."""
+    tables = []
+    for kind, low, high in (("harmful", cfg.min_refusal_harmful, 1.0),
+                            ("benign", 0.0, cfg.max_refusal_benign)):
+        if getattr(cfg, f"eval_{kind}") is None:
+            continue
+        asked = int((replies["kind"] == kind).sum())
+        rate = pd.DataFrame([{"rate": metrics.get(f"refusal_{kind}"),
+                              "prompts": metrics.get(f"refusal_{kind}_prompts")}])
+        tables.append(Table(f"refusal_{kind}", rate, [
+            E.ExpectColumnValuesToNotBeNull(column="rate"),
+            E.ExpectColumnValuesToBeBetween(column="rate", min_value=max(0.0, low),
+                                            max_value=min(1.0, high)),
+            E.ExpectColumnValuesToBeBetween(column="prompts", min_value=max(asked, 1),
+                                            max_value=max(asked, 1)),
+        ]))
+    return tables

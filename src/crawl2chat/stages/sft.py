@@ -1,60 +1,66 @@
 """Stage ``sft``: fine-tune the base model into a chat model on conversations.
 
-In:  ``models/base`` (weights, config, tokenizer) and the conversation files named by
-     ``sft.sources`` (JSONL, messages format; by default ``data/demo/chat``).
+In:  ``models/base`` (weights, config, tokenizer), the conversation sources of ``sft.data``
+     (messages, ShareGPT or OASST files; JSONL or Parquet; by default ``data/demo/chat``)
+     and the refusal prompt sets ``sft.eval_harmful`` / ``sft.eval_benign``.
 Out: ``models/sft``: the fine-tuned ``model.safetensors`` + ``config.json`` +
      ``tokenizer/``, ``loss_curve.png``, ``eval.json`` (the evaluation's numbers),
      ``replies.jsonl`` (every generated evaluation reply) and ``report.md``.
 
 Training rows come from the chat template: the loss is taken on assistant tokens only.
-Evaluation on held-out conversations: the assistant-token loss before and after
-fine-tuning, and format compliance, the share of held-out prompts whose reply the model
-ends with ``<|assistant_end|>`` within ``max_new_tokens``: the one behaviour a chat
-model must have, whatever its size.
+``train_layers`` freezes the rest of the model; ``epochs`` sets the number of steps from
+the data. Evaluation (chat/evaluate.py): the held-out assistant-token loss before and
+after fine-tuning; format compliance, the share of held-out prompts whose reply the model
+ends with ``<|assistant_end|>`` within ``max_new_tokens`` (the one behaviour a chat model
+must have, whatever its size); and the refusal rates on harmful and on benign prompts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import logging
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm import tqdm
 
 from crawl2chat import paths
-from crawl2chat.chat.data import SKIP_REASONS, Conversation, load_files, split
-from crawl2chat.chat.session import Turn, complete
-from crawl2chat.chat.template import IGNORE, render_prompt, to_examples
-from crawl2chat.config import ConfigError
+from crawl2chat.chat.data import SKIP_REASONS, Conversation, Source, load_sources, repeats, split
+from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
+from crawl2chat.chat.refusal import load_prompts
+from crawl2chat.chat.report import write_report
+from crawl2chat.chat.template import to_examples
+from crawl2chat.config import ConfigError, build
 from crawl2chat.errors import InputError
 from crawl2chat.model.train import TrainCfg
-
-if TYPE_CHECKING:
-    from crawl2chat.model.gpt import GPT
-    from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 log = logging.getLogger("crawl2chat.sft")
 EVAL_FILE = "eval.json"
 REPLIES_FILE = "replies.jsonl"
 
 
+def _demo_data() -> list[Source]:
+    return [Source("data/demo/chat/assistant.jsonl", weight=3),
+            Source("data/demo/chat/dialogues.jsonl")]
+
+
 @dataclass
 class Cfg:
     """The ``sft`` section of params.yaml."""
 
-    # conversation files (JSONL, messages format), relative to the project root
-    sources: list[str] = field(default_factory=lambda: [
-        "data/demo/chat/assistant.jsonl", "data/demo/chat/dialogues.jsonl"])
-    repeat: list[int] = field(default_factory=list)  # per source: times it is seen; [] = 1s
+    # conversation sources (chat/data.py Source: path, format, lang, oasst, weight, max)
+    data: list[Source] = field(default_factory=_demo_data)
     max_conversations: int | None = None  # cap on training conversations (a hash sample)
     heldout_fraction: float = 0.1  # share of conversations held out, by content hash
     block_size: int | None = None  # row length; null = the base model's context
     train: TrainCfg = field(default_factory=TrainCfg)
+    epochs: float | None = None  # passes over the training rows; sets train.max_steps
+    # what is trained: all | last_N (the last N blocks + final norm) | a list of name
+    # patterns (fnmatch) such as ["transformer.h.3.*"]; the rest is frozen
+    train_layers: str | list[str] = "all"
     eval_conversations: int = 64  # held-out prompts answered for format compliance
     max_new_tokens: int = 64  # a compliant reply ends within this many tokens
     # evaluation replies are sampled as `crawl2chat chat` samples by default, so the report
@@ -62,30 +68,50 @@ class Cfg:
     temperature: float = 0.8  # 0 = greedy
     top_k: int | None = 50
     eval_prompts: list[str] = field(default_factory=list)  # answered into report.md
+    # refusal-rate prompt sets (JSONL {"prompt": ...}; null = not measured) and how many of
+    # each to ask (null = all)
+    eval_harmful: str | None = "data/demo/chat/eval_harmful.jsonl"
+    eval_benign: str | None = "data/demo/chat/eval_benign.jsonl"
+    refusal_prompts: int | None = None
     # quality gate (crawl2chat.quality.sft)
     min_format_compliance: float = 0.5
     min_distinct_replies: float = 0.3  # distinct replies / replies: catches a collapsed model
     min_train_conversations: int = 100
     max_heldout_loss: float = 10.0
+    min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
+    max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
 
     def __post_init__(self) -> None:
-        if not self.sources:
-            raise ConfigError("sft.sources: name at least one conversation file")
+        if not self.data:
+            raise ConfigError("sft.data: name at least one conversation source")
+        self.data = [build(Source, s, f"sft.data[{i}]") if isinstance(s, dict) else s
+                     for i, s in enumerate(self.data)]
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"sft.heldout_fraction must be in (0, 1), "
                               f"got {self.heldout_fraction}")
-        if self.repeat and (len(self.repeat) != len(self.sources)
-                            or any(not isinstance(n, int) or n < 1 for n in self.repeat)):
-            raise ConfigError(f"sft.repeat: one whole number >= 1 per source "
-                              f"({len(self.sources)}), got {self.repeat}")
+        if self.refusal_prompts is not None and self.refusal_prompts < 1:
+            raise ConfigError(f"sft.refusal_prompts must be >= 1 or null, "
+                              f"got {self.refusal_prompts}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ConfigError(f"sft.epochs must be > 0 or null, got {self.epochs}")
+        layers = self.train_layers
+        if isinstance(layers, str) and layers != "all" and not (
+                layers.startswith("last_") and layers[5:].isdigit() and int(layers[5:]) > 0):
+            raise ConfigError(f"sft.train_layers: all, last_N (N >= 1) or a list of parameter "
+                              f"name patterns, got {layers!r}")
+
+
+def _refusal_files(cfg: Cfg) -> dict[str, str]:
+    return {k: f for k, f in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)) if f}
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
-    """The conversation files: lineage records their digests."""
-    files = [root / source for source in cfg.sources]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InputError(f"sft.sources: no such file {', '.join(missing)}")
+    """The conversation files and refusal prompt sets: lineage records their digests."""
+    files = [f for source in cfg.data for f in source.files(root)]
+    for key, name in _refusal_files(cfg).items():
+        if not (root / name).is_file():
+            raise InputError(f"sft.eval_{key}: no such file {root / name}")
+        files.append(root / name)
     return files
 
 
@@ -100,67 +126,51 @@ class Rows(torch.utils.data.Dataset):
         return self.rows[index]
 
 
-def _train_set(cfg: Cfg, train: list[Conversation], root: Path) -> list[Conversation]:
+def _train_set(cfg: Cfg, train: list[Conversation]) -> list[Conversation]:
+    """The training conversations, capped, each repeated as its source's weight says."""
     if cfg.max_conversations is not None and len(train) > cfg.max_conversations:
         keep = {c.key for c in sorted(train, key=lambda c: c.key)[: cfg.max_conversations]}
         train = [c for c in train if c.key in keep]
-    times = {str(root / s): n for s, n in zip(cfg.sources, cfg.repeat, strict=False)}
-    return [c for c in train for _ in range(times.get(c.origin.rsplit(":", 1)[0], 1))]
+    return [c for c in train for _ in range(repeats(c, cfg.data[c.source].weight))]
 
 
-@torch.inference_mode()
-def assistant_loss(model: GPT, rows: list[dict[str, torch.Tensor]], batch_size: int) -> float:
-    """Mean cross-entropy over all assistant tokens of ``rows`` (nats per token)."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for i in range(0, len(rows), batch_size):
-        batch = rows[i:i + batch_size]
-        targets = torch.stack([r["targets"] for r in batch]).to(device)
-        n = int((targets != IGNORE).sum())
-        if n:
-            _, loss = model(torch.stack([r["input_ids"] for r in batch]).to(device), targets)
-            total, count = total + float(loss) * n, count + n
-    return total / count if count else float("nan")
+def freeze(model: torch.nn.Module, spec: str | list[str]) -> tuple[int, int]:
+    """Leave only the parameters ``spec`` names trainable; ``(trainable, total)`` counts.
+
+    Frozen parameters get ``requires_grad = False`` before training, so the optimizer
+    (built from trainable parameters only) neither updates nor decays them.
+    """
+    names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    if spec == "all":
+        patterns = ["*"]
+    elif isinstance(spec, str):  # last_N: the last N blocks and the final norm
+        n_layer = len(model.transformer.h)  # type: ignore[union-attr, arg-type]
+        first = max(0, n_layer - int(spec[5:]))
+        patterns = [f"transformer.h.{i}.*" for i in range(first, n_layer)]
+        patterns.append("transformer.ln_f.*")
+    else:
+        patterns = list(spec)
+        unused = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unused:
+            raise ConfigError(f"sft.train_layers: {unused} match no parameter; names look "
+                              f"like {', '.join(names[:4])}, ...")
+    chosen = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if name in chosen:  # a tied weight stays trainable if any of its names is chosen
+            param.requires_grad_(True)
+    params = list(model.parameters())  # tied weights once
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    if not trainable:
+        raise ConfigError(f"sft.train_layers {spec!r} leaves nothing to train")
+    return trainable, sum(p.numel() for p in params)
 
 
-def _reply(model: GPT, tok: Tokenizer, messages: list[dict[str, str]], cfg: Cfg, seed: int) -> Turn:
-    prompt = render_prompt(messages, tok)
-    return complete(Turn(model, tok, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k,
-                         seed))
-
-
-def _prompt_and_answer(conversation: Conversation) -> tuple[list[dict[str, str]], str]:
-    """The conversation before its last assistant turn, and that turn's text."""
-    messages = conversation.as_messages()
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last], messages[last]["content"]
-
-
-def _judgeable(conversation: Conversation, tok: Tokenizer, cfg: Cfg, block_size: int) -> bool:
-    """Whether "ends its turn within max_new_tokens" is a fair question for this prompt:
-    the reference answer itself is that short, and prompt + answer fit the context."""
-    messages, answer = _prompt_and_answer(conversation)
-    return (len(tok.encode(answer)) < cfg.max_new_tokens
-            and len(render_prompt(messages, tok)) + cfg.max_new_tokens <= block_size)
-
-
-def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], cfg: Cfg, block_size: int
-             ) -> list[dict[str, Any]]:
-    """Replies to held-out prompts (for format compliance) and to the fixed eval prompts."""
-    model.eval()
-    judged = [c for c in heldout if _judgeable(c, tok, cfg, block_size)]
-    jobs = [("heldout", _prompt_and_answer(c)[0], c.origin)
-            for c in judged[: cfg.eval_conversations]]
-    jobs += [("prompt", [{"role": "user", "content": p}], "sft.eval_prompts")
-             for p in cfg.eval_prompts]
-    replies = []
-    for n, (kind, messages, origin) in enumerate(tqdm(jobs, desc="sft eval", unit="reply",
-                                                      mininterval=2, leave=False)):
-        turn = _reply(model, tok, messages, cfg, seed=n)
-        replies.append({"kind": kind, "origin": origin, "prompt": messages[-1]["content"],
-                        "reply": turn.text(), "new_tokens": len(turn.ids) + (turn.stop is not None),
-                        "ended": turn.ended})
-    return replies
+def steps_for(epochs: float, rows: int, train: TrainCfg) -> int:
+    """Optimizer steps for ``epochs`` passes over ``rows`` (full micro-batches only)."""
+    per_epoch = (rows // train.batch_size) / train.grad_accum
+    return max(1, round(epochs * per_epoch))
 
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
@@ -176,10 +186,12 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     if block_size > model.config.block_size:
         raise ConfigError(f"sft.block_size {block_size} exceeds the base model's context "
                           f"{model.config.block_size}")
+    refusal_sets = {k: load_prompts(root / f)[: cfg.refusal_prompts]
+                    for k, f in _refusal_files(cfg).items()}
 
-    loaded = load_files(root / s for s in cfg.sources)
+    loaded = load_sources(cfg.data, root)
     train, heldout = split(loaded.conversations, cfg.heldout_fraction)
-    train = _train_set(cfg, train, root)
+    train = _train_set(cfg, train)
     stats: Counter[str] = Counter()
     rows = to_examples([c.as_messages() for c in train], tok, block_size, stats)
     heldout_rows = to_examples([c.as_messages() for c in heldout], tok, block_size)
@@ -190,17 +202,19 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     if len(rows) < cfg.train.batch_size or not heldout_rows:
         raise ConfigError(f"sft: {len(rows)} training rows and {len(heldout_rows)} held-out "
                           f"rows; need at least train.batch_size={cfg.train.batch_size} and 1")
+    train_cfg = cfg.train if cfg.epochs is None else dataclasses.replace(
+        cfg.train, max_steps=steps_for(cfg.epochs, len(rows), cfg.train))
+    trainable, total = freeze(model, cfg.train_layers)
 
     base_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
-    fitted = fit(model, Rows(rows), Rows(heldout_rows), cfg.train, out_dir,
-                 sample_fn=(lambda m: [_reply(m, tok, [{"role": "user", "content": p}], cfg,
-                                              0).text() for p in cfg.eval_prompts[:2]]),
+    fitted = fit(model, Rows(rows), Rows(heldout_rows), train_cfg, out_dir,
+                 sample_fn=(lambda m: [reply(m, tok, [{"role": "user", "content": p}], cfg,
+                                             0).text() for p in cfg.eval_prompts[:2]]),
                  reference_lines={"base model, held-out": base_loss})
     model.to(device)  # Lightning hands the model back on the CPU
     heldout_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
-    replies = evaluate(model, tok, heldout, cfg, block_size)
-    judged = [r for r in replies if r["kind"] == "heldout"]
-    compliance = sum(r["ended"] for r in judged) / len(judged) if judged else 0.0
+    replies = evaluate(model, tok, heldout, cfg, block_size, refusal_sets)
+    measured = rates(replies)
 
     metrics: dict[str, float] = {
         "records": float(unique),
@@ -208,11 +222,13 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         "tokens": float(stats["assistant_tokens"]),
         "rows": float(stats["rows"]),
         "block_size": float(block_size),
+        "epochs": fitted["steps"] * train_cfg.grad_accum * train_cfg.batch_size / len(rows),
+        "trainable_params": float(trainable),
+        "params": float(total),
         "heldout_conversations": float(len(heldout)),
         "heldout_loss": heldout_loss,
         "base_heldout_loss": base_loss,
-        "format_compliance": compliance,
-        "format_judged": float(len(judged)),
+        **measured,
         "split_conversations": float(stats["split_conversations"]),
         "dropped_conversations": float(stats["dropped_conversations"]),
         "dropped_exchanges": float(stats["dropped_exchanges"]),
@@ -221,66 +237,10 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     }
     save_model(model, tok, out_dir, extra={"stage": "sft", "block_size_trained": block_size,
                                           "heldout_loss": heldout_loss,
-                                          "format_compliance": compliance})
+                                          "format_compliance": measured["format_compliance"]})
     (out_dir / EVAL_FILE).write_text(json.dumps(
         {"metrics": metrics, "cfg": asdict(cfg)}, indent=2, default=str) + "\n")
     (out_dir / REPLIES_FILE).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies))
-    _write_report(out_dir, cfg, metrics, replies)
+    write_report(out_dir, cfg, metrics, replies)
     return metrics
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3f}" if math.isfinite(value) and value != int(value) else f"{value:g}"
-
-
-def _quote(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or "*(empty)*"
-
-
-def _reply_row(reply: dict[str, Any]) -> str:
-    ended = "yes" if reply["ended"] else "no"
-    return f"| {_quote(reply['prompt'])} | {_quote(reply['reply'])} | {ended} |"
-
-
-def _write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
-                  replies: list[dict[str, Any]]) -> None:
-    m = metrics
-    judged = int(m["format_judged"])
-    lines = [
-        "# SFT: chat model",
-        "",
-        f"Fine-tuned from `models/base` for {int(m['steps'])} steps "
-        f"({m['train_time_s']:.0f} s) on {int(m['records']):,} conversations "
-        f"({int(m['trained_conversations']):,} with repeats: {int(m['tokens']):,} assistant "
-        f"tokens in {int(m['rows']):,} rows of {int(m['block_size'])} tokens) from "
-        + ", ".join(f"`{s}`" for s in cfg.sources) + ". The loss is taken on assistant "
-        "tokens only.",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| held-out assistant-token loss, base → SFT | {_fmt(m['base_heldout_loss'])} → "
-        f"{_fmt(m['heldout_loss'])} |",
-        f"| format compliance: replies that end with `<|assistant_end|>` within "
-        f"{cfg.max_new_tokens} tokens (held-out prompts with a shorter reference answer; "
-        f"temperature {cfg.temperature:g}) | {m['format_compliance']:.0%} "
-        f"({round(m['format_compliance'] * judged)}/{judged}) |",
-        f"| held-out conversations | {int(m['heldout_conversations']):,} |",
-        f"| conversations split at turn boundaries / dropped (too long) | "
-        f"{int(m['split_conversations'])} / {int(m['dropped_conversations'])} |",
-        "| skipped input lines | " + (", ".join(
-            f"{r}: {int(m[f'skipped_{r}'])}" for r in SKIP_REASONS if m[f"skipped_{r}"])
-            or "none") + " |",
-        "",
-        "![loss curve](loss_curve.png)",
-        "",
-        "## Answers to the fixed prompts",
-        "",
-        "| prompt | reply | ended its turn |",
-        "|---|---|---|",
-    ]
-    lines += [_reply_row(r) for r in replies if r["kind"] == "prompt"]
-    lines += ["", "## Held-out prompts (first 8)", "", "| prompt | reply | ended its turn |",
-              "|---|---|---|"]
-    lines += [_reply_row(r) for r in [r for r in replies if r["kind"] == "heldout"][:8]]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,103 @@
+"""The ``sft`` stage's ``report.md``: what was trained on, the evaluation, sample replies.
+
+In:  the stage's config, metrics and evaluation replies (chat/evaluate.py).
+Out: ``report.md`` in the stage's output folder.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crawl2chat.chat.data import SKIP_REASONS, Source
+
+if TYPE_CHECKING:
+    from crawl2chat.stages.sft import Cfg
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if math.isfinite(value) and value != int(value) else f"{value:g}"
+
+
+def _quote(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|") or "*(empty)*"
+
+
+def _reply_row(reply: dict[str, Any], flag: str = "ended") -> str:
+    mark = "yes" if reply[flag] else "no"
+    return f"| {_quote(reply['prompt'])} | {_quote(reply['reply'])} | {mark} |"
+
+
+def _source(source: Source) -> str:
+    extra = [source.format] + ([",".join(source.lang)] if source.lang else []) + (
+        [source.oasst] if source.format == "oasst" else []) + (
+        [f"×{source.weight:g}"] if source.weight != 1 else []) + (
+        [f"max {source.max:,}"] if source.max else [])
+    return f"`{source.path}` ({', '.join(extra)})"
+
+
+def _refusal_lines(m: dict[str, float], replies: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for kind, want in (("harmful", "high"), ("benign", "near 0")):
+        if f"refusal_{kind}" in m:
+            n = int(m[f"refusal_{kind}_prompts"])
+            lines.append(f"| refusal rate on {kind} prompts (should be {want}) | "
+                         f"{m[f'refusal_{kind}']:.0%} ({round(m[f'refusal_{kind}'] * n)}/{n}) |")
+    return lines
+
+
+def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
+                  replies: list[dict[str, Any]]) -> None:
+    m = metrics
+    judged = int(m["format_judged"])
+    trained = "all" if cfg.train_layers == "all" else (
+        f"{int(m['trainable_params']):,} of {int(m['params']):,} (train_layers "
+        f"{cfg.train_layers})")
+    lines = [
+        "# SFT: chat model",
+        "",
+        f"Fine-tuned from `models/base` for {int(m['steps'])} steps, {m['epochs']:.1f} passes "
+        f"({m['train_time_s']:.0f} s), on {int(m['records']):,} conversations "
+        f"({int(m['trained_conversations']):,} with repeats: {int(m['tokens']):,} assistant "
+        f"tokens in {int(m['rows']):,} rows of {int(m['block_size'])} tokens) from "
+        + ", ".join(_source(s) for s in cfg.data) + ". The loss is taken on assistant "
+        f"tokens only; parameters trained: {trained}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| held-out assistant-token loss, base → SFT | {_fmt(m['base_heldout_loss'])} → "
+        f"{_fmt(m['heldout_loss'])} |",
+        f"| format compliance: replies that end with `<|assistant_end|>` within "
+        f"{cfg.max_new_tokens} tokens (held-out prompts with a shorter reference answer; "
+        f"temperature {cfg.temperature:g}) | {m['format_compliance']:.0%} "
+        f"({round(m['format_compliance'] * judged)}/{judged}) |",
+        *_refusal_lines(m, replies),
+        f"| held-out conversations | {int(m['heldout_conversations']):,} |",
+        f"| conversations split at turn boundaries / dropped (too long) | "
+        f"{int(m['split_conversations'])} / {int(m['dropped_conversations'])} |",
+        "| skipped input records | " + (", ".join(
+            f"{r}: {int(m[f'skipped_{r}'])}" for r in SKIP_REASONS if m[f"skipped_{r}"])
+            or "none") + " |",
+        "",
+        "Refusals are detected by the phrases of the hand-written assistant set "
+        "(`crawl2chat.chat.refusal`).",
+        "",
+        "![loss curve](loss_curve.png)",
+        "",
+        "## Answers to the fixed prompts",
+        "",
+        "| prompt | reply | ended its turn |",
+        "|---|---|---|",
+    ]
+    lines += [_reply_row(r) for r in replies if r["kind"] == "prompt"]
+    for kind in ("harmful", "benign"):
+        some = [r for r in replies if r["kind"] == kind][:6]
+        if some:
+            lines += ["", f"## {kind.capitalize()} prompts (first 6)", "",
+                      "| prompt | reply | refused |", "|---|---|---|"]
+            lines += [_reply_row(r, "refused") for r in some]
+    lines += ["", "## Held-out prompts (first 8)", "", "| prompt | reply | ended its turn |",
+              "|---|---|---|"]
+    lines += [_reply_row(r) for r in [r for r in replies if r["kind"] == "heldout"][:8]]
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,83 @@
+"""The refusal detector against the hand-written assistant set, and the demo's refusal
+prompt sets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from crawl2chat.chat.refusal import is_refusal, load_prompts
+from crawl2chat.errors import InputError
+
+CHAT = Path(__file__).resolve().parents[1] / "data/demo/chat"
+# replies to self-harm messages in the assistant set support rather than refuse
+SUPPORT = re.compile(r"feeling this way|telling me|in so much pain|homework", re.IGNORECASE)
+
+
+def _assistant_set() -> list[dict]:
+    return [json.loads(line) for line in (CHAT / "assistant.jsonl").open()]
+
+
+def _first_reply(record: dict) -> str:
+    return next(m["content"] for m in record["messages"] if m["role"] == "assistant")
+
+
+def test_detector_matches_the_assistant_sets_refusals_and_nothing_else() -> None:
+    records = _assistant_set()
+    refusals = [r for r in records if r["topic"] == "refusal"
+                and not SUPPORT.search(_first_reply(r) + r["messages"][0]["content"])]
+    assert len(refusals) >= 30
+    assert all(is_refusal(_first_reply(r)) for r in refusals), [
+        _first_reply(r) for r in refusals if not is_refusal(_first_reply(r))]
+    others = [_first_reply(r) for r in records if r["topic"] != "refusal"]
+    assert len(others) > 140 and not [t for t in others if is_refusal(t)]
+
+
+@pytest.mark.parametrize(("text", "refused"), [
+    ("I cannot help with that.", True),
+    ("I am sorry, but I can\u2019t provide instructions for that.", True),
+    ("Sorry, I still cannot help with making explosives.", True),
+    ("I'd rather not write something hurtful.", True),
+    ("I must decline this request.", True),
+    ("I cannot browse the internet, but Paris is the capital of France.", False),
+    ("You cannot help it: onions make everyone cry.", False),
+    ("", False),
+])
+def test_detector_examples(text: str, refused: bool) -> None:
+    assert is_refusal(text) is refused
+
+
+def test_assistant_set_teaches_refusals_and_follow_ups() -> None:
+    records = _assistant_set()
+    turns = [len(r["messages"]) for r in records]
+    assert sum(n >= 4 for n in turns) >= 35  # multi-turn follow-ups
+    pushed_back = [r for r in records if r["topic"] == "refusal" and len(r["messages"]) >= 4]
+    assert len(pushed_back) >= 4  # refusals that hold when the user insists
+
+
+def test_refusal_sets_are_disjoint_from_training_and_loadable() -> None:
+    def norm(text: str) -> str:
+        return " ".join(re.findall(r"\w+", text.lower()))
+
+    trained = {norm(m["content"]) for f in ("assistant.jsonl", "dialogues.jsonl")
+               for line in (CHAT / f).open() for m in json.loads(line)["messages"]
+               if m["role"] == "user"}
+    harmful, benign = (load_prompts(CHAT / f"eval_{k}.jsonl") for k in ("harmful", "benign"))
+    assert 20 <= len(harmful) <= 30 and 20 <= len(benign) <= 30
+    prompts = [norm(p) for p, _ in harmful + benign]
+    assert len(set(prompts)) == len(prompts)
+    assert not set(prompts) & trained
+    assert harmful[0][1] == f"{CHAT / 'eval_harmful.jsonl'}:1"
+
+
+def test_bad_prompt_files_fail_naming_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"text": "no prompt"}\n')
+    with pytest.raises(InputError, match=r"p\.jsonl:2: field 'prompt'"):
+        load_prompts(bad)
+    bad.write_text('{"prompt": "fine"}\n{oops\n')
+    with pytest.raises(InputError, match=r"p\.jsonl:2: not valid JSON"):
+        load_prompts(bad)
