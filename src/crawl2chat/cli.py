@@ -83,13 +83,20 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     return run_generate(Path(args.model_dir), prompt=args.prompt,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed)
+                        top_k=args.top_k, seed=args.seed, top_p=args.top_p)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from crawl2chat.model.export import run_export
 
     return run_export(Path(args.model_dir), Path(args.out_dir))
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -106,6 +113,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     top_k=args.top_k)
     return run_server(Path(args.model_dir), host=args.host, port=args.port,
                       model_id=args.model_name, limits=limits)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import os
+
+    from crawl2chat.chat.synth import SynthCfg, passage_seeds, run_synth, topic_seeds
+
+    seeds = topic_seeds(Path(args.topics)) if args.topics else passage_seeds(Path(args.passages))
+    cfg = SynthCfg(endpoint=args.endpoint, model=args.model, out=Path(args.out), n=args.n,
+                   turns=args.turns, rps=args.rps, concurrency=args.concurrency,
+                   max_retries=args.max_retries, timeout_s=args.timeout,
+                   max_tokens=args.max_tokens, temperature=args.temperature,
+                   api_key=args.api_key or os.environ.get("OPENAI_API_KEY"))
+    counts = run_synth(cfg, seeds, progress=lambda outcome: print(
+        {"written": ".", "duplicate": "d", "failed": "F"}.get(outcome, ""), end="",
+        flush=True))
+    print(f"\n{args.out}: {counts['written']} written, {counts['already_done']} already "
+          f"there, {counts['duplicate']} duplicates, {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
@@ -129,7 +155,7 @@ def _cmd_langid(args: argparse.Namespace) -> int:
 def _cmd_pii(args: argparse.Namespace) -> int:
     from crawl2chat.web.tools import pii_lines
 
-    return pii_lines(sys.stdin, sys.stdout, mode=args.mode)
+    return pii_lines(sys.stdin, sys.stdout, mode=args.mode, lang=args.lang)
 
 
 def _sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -194,11 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a model folder, e.g. models/base")
     p.add_argument("--prompt", "-p", required=True, help="the text to continue")
     _sampling_args(p, max_new_tokens=100)
+    p.add_argument("--top-p", type=_probability, default=1.0,
+                   help="sample among the most likely tokens whose probabilities add up to "
+                        "P (nucleus sampling, after --top-k); 1 keeps all (default: %(default)s)")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("export", help="write a model as a Hugging Face GPT2LMHeadModel folder",
-                       description="Export MODEL_DIR to OUT_DIR in Hugging Face's GPT-2 format "
-                                   "(config.json, model.safetensors, tokenizer files).")
+    p = sub.add_parser("export", help="write a model as a Hugging Face model folder",
+                       description="Export MODEL_DIR to OUT_DIR as the Hugging Face model that "
+                                   "computes it: GPT2LMHeadModel, LlamaForCausalLM or "
+                                   "Qwen3ForCausalLM (config.json, model.safetensors, tokenizer "
+                                   "files); refuses, naming the options, when none does.")
     p.add_argument("model_dir", help="a model folder, e.g. models/base")
     p.add_argument("out_dir", help="the folder to write (created if missing)")
     p.set_defaults(func=_cmd_export)
@@ -227,6 +258,41 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
+    p = sub.add_parser("synth", help="have a teacher model write conversations (OpenAI API)",
+                       description="Ask a teacher model behind an OpenAI-compatible endpoint "
+                       "to write conversations about seed topics or passages of crawled text "
+                       "(UltraChat-style), appended to OUT as messages-format JSONL with their "
+                       "provenance. Rerunning skips the conversations already in OUT. Exit "
+                       "status 1 if some could not be written (rerun to retry them).")
+    p.add_argument("--endpoint", required=True,
+                   help="the API's base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", required=True, help="the teacher model's id at the endpoint")
+    seeds = p.add_mutually_exclusive_group(required=True)
+    seeds.add_argument("--topics", help="a text file, one topic a line")
+    seeds.add_argument("--passages", help="the text stage's output (data/text) or a "
+                       "documents.parquet: one conversation per document passage")
+    p.add_argument("--out", required=True, help="the JSONL file to append to")
+    p.add_argument("--n", type=_positive_int,
+                   help="conversations OUT should hold; seeds are reused when N exceeds "
+                   "them (default: one per seed)")
+    p.add_argument("--turns", type=_positive_int, default=2,
+                   help="user/assistant exchanges per conversation (default: %(default)s)")
+    p.add_argument("--rps", type=float, default=1.0,
+                   help="most requests started per second; 0 = no limit (default: %(default)s)")
+    p.add_argument("--concurrency", type=_positive_int, default=2,
+                   help="conversations written at once (default: %(default)s)")
+    p.add_argument("--max-retries", type=int, default=5,
+                   help="retries of a request after 429, 5xx or a timeout, with exponential "
+                   "backoff (default: %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for one reply (default: %(default)s)")
+    p.add_argument("--max-tokens", type=_positive_int, default=300,
+                   help="most tokens per teacher reply (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="the teacher's sampling temperature (default: %(default)s)")
+    p.add_argument("--api-key", help="sent as a Bearer token (default: $OPENAI_API_KEY, if set)")
+    p.set_defaults(func=_cmd_synth)
+
     p = sub.add_parser("tokenize", help="show the ids and pieces a tokenizer cuts a text into",
                        description="Encode TEXT as ordinary text (special-token text stays "
                        "plain bytes) and print the ids and each token's piece.")
@@ -248,11 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "(fastText lid.176).")
     p.set_defaults(func=_cmd_langid)
 
-    p = sub.add_parser("pii", help="redact e-mails, public IPs and phone numbers on stdin",
+    p = sub.add_parser("pii", help="redact e-mails, public IPs, phone numbers, person names "
+                       "and postal addresses on stdin",
                        description="Write stdin to stdout line for line, PII replaced.")
     p.add_argument("--mode", choices=("placeholder", "fake"), default="placeholder",
-                   help="<EMAIL>/<IP>/<PHONE> placeholders or realistic fake values "
-                   "(default: %(default)s)")
+                   help="<EMAIL>/<IP>/<PHONE>/<PERSON>/<ADDRESS> placeholders or realistic "
+                   "fake values (default: %(default)s)")
+    p.add_argument("--lang", default=None,
+                   help="language of the input (default: each line's, by fastText); person "
+                   "names are looked for in English only, as in the text stage")
     p.set_defaults(func=_cmd_pii)
     return parser
 
