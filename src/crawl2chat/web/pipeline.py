@@ -49,7 +49,7 @@ class Cfg:
     min_chars: int = 300  # shorter main texts are menus, stubs and index pages
     max_html_bytes: int = 2_000_000  # larger pages are dropped, not parsed (time bound)
     runner: RunnerCfg = field(default_factory=RunnerCfg)  # where the per-slice tasks run
-    chunk_records: int = 32  # crawl records per task; fixed units keep the output fixed
+    chunk_records: int = 64  # crawl records per task; fixed units keep the output fixed
     skip_steps: list[str] = field(default_factory=list)  # step names to switch off
     url: UrlCfg = field(default_factory=UrlCfg)
     gopher_rep: GopherRepetition = field(default_factory=GopherRepetition)

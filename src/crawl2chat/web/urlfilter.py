@@ -72,10 +72,17 @@ def load_blocklist(hosts: Iterable[str] | None = None) -> Blocklist:
             handle = tar.extractfile(member)
             if handle is None:
                 continue
-            lines = handle.read().decode("utf-8", "replace").split("\n")
+            data = handle.read()
+            if member.name.endswith("domains") and wanted is not None:
+                # 4.5M entries: matching the few wanted names against the raw bytes takes
+                # a quarter of the time of building the full set (domains are ASCII/IDNA,
+                # so bytes.lower() is enough)
+                found = {w.encode() for w in wanted}.intersection(data.lower().split())
+                domains = {d.decode() for d in found}
+                continue
+            lines = data.decode("utf-8", "replace").split("\n")
             if member.name.endswith("domains"):
                 domains = {d.strip().lower() for d in lines if d.strip()}
-                domains = domains if wanted is None else domains & wanted
             elif member.name.endswith("urls"):
                 urls = {u.strip() for u in lines if u.strip() and not u.startswith("#")}
     return Blocklist(domains, urls, _words("banned_words.txt"), _words("soft_banned_words.txt"),
