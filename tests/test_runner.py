@@ -57,3 +57,41 @@ def test_a_rank_above_zero_runs_the_stage_but_owns_no_output(
     data = project / "data"
     leftovers = [p.name for p in data.iterdir()] if data.exists() else []
     assert leftovers == [], f"scratch folders left behind: {leftovers}"
+
+
+def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WARC read over HTTP (fsspec) from a real local server: DVC cannot hash the URL,
+    so the manifest and the MLflow run name it with the sha256 of the bytes read."""
+    import functools
+    import hashlib
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from crawl2chat.lineage import audit
+
+    served = tmp_path / "served"
+    served.mkdir()
+    source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
+    shutil.copy(source, served / source.name)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{source.name}"
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("CRAWL2CHAT_ROOT", str(project))
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    (project / paths.PARAMS_FILE).write_text(
+        yaml.safe_dump({"crawl": {"sources": [url], "max_records": 5}}))
+    try:
+        execute("crawl", project)
+    finally:
+        server.shutdown()
+    out = paths.stage_output("crawl", project)
+    inputs = json.loads((out / paths.MANIFEST).read_text())["inputs"]
+    assert inputs == {url: {"digest": hashlib.sha256(source.read_bytes()).hexdigest(),
+                            "kind": "url"}}
+    [link] = audit(out, project)
+    assert link.run_found and link.inputs_match

@@ -50,12 +50,13 @@ class StageRun:
             mlflow.log_artifact(str(report), artifact_path="report")
 
 
-def _input_dataset(name: str, digest: str, root: Path) -> Any:
+def _input_dataset(name: str, digest: str, root: Path, kind: str) -> Any:
     from mlflow.data.http_dataset_source import HTTPDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    # a plain source URI that names the file or folder inside the project
-    source = HTTPDatasetSource(url=(root / name).resolve().as_uri())
+    # a plain source URI: the URL itself, or the file or folder inside the project
+    uri = name if kind == "url" else (root / name).resolve().as_uri()
+    source = HTTPDatasetSource(url=uri)
     return MetaDataset(source=source, name=name, digest=digest[:36])
 
 
@@ -72,11 +73,18 @@ def stage_run(stage: str, section: dict[str, Any], inputs: dict[str, dict[str, s
         mlflow.set_tags({"stage": stage, "git.revision": git_revision(root),
                          "dvc.lock.digest": _dvc_lock_digest(root)})
         mlflow.log_params(flatten({stage: section}))
-        for name, info in inputs.items():
-            mlflow.log_input(_input_dataset(name, info["digest"], root),
-                             context="upstream" if info["kind"] == "stage" else "source",
-                             tags={"sha256": info["digest"]})
+        log_inputs(inputs, root)
         yield StageRun(run_id=run.info.run_id, stage=stage)
+
+
+def log_inputs(inputs: dict[str, dict[str, str]], root: Path) -> None:
+    """Log ``inputs`` (name -> digest and kind: stage, file or url) to the active run."""
+    import mlflow
+
+    for name, info in inputs.items():
+        mlflow.log_input(_input_dataset(name, info["digest"], root, info["kind"]),
+                         context="upstream" if info["kind"] == "stage" else "source",
+                         tags={"sha256": info["digest"]})
 
 
 def _dvc_lock_digest(root: Path) -> str:

@@ -70,6 +70,15 @@ class Cfg:
                               f"{self.records_per_shard}")
 
 
+def discovered_inputs(out_dir: Path) -> dict[str, dict[str, str]]:
+    """Remote WARC sources, by URL, with the sha256 of the bytes read (from
+    ``sources.json``): DVC cannot hash a URL, so the manifest and MLflow record it."""
+    file = out_dir / SOURCES_FILE
+    entries = json.loads(file.read_text()) if file.exists() else []
+    return {str(e["source"]): {"digest": str(e["sha256"]), "kind": "url"}
+            for e in entries if e.get("kind") == "url"}
+
+
 def resolve_sources(cfg: Cfg, root: Path) -> list[Source]:
     """Every file the source patterns match, sorted and without repeats."""
     return resolve(cfg.sources, root)

@@ -83,6 +83,11 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     with lineage.stage_run(stage, section, inputs, root) as run:
         try:
             metrics = module.run(cfg, in_dir, tmp)
+            # inputs only known once read (a remote WARC's sha256): recorded like the rest
+            discovered = getattr(module, "discovered_inputs", None)
+            late = discovered(tmp) if discovered else {}
+            lineage.log_inputs(late, root)
+            inputs.update(late)
             gate(stage, tmp, cfg)
             manifest = {
                 "stage": stage,
