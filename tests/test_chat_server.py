@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -22,9 +21,8 @@ import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 
-from crawl2chat.chat.server import Limits, load_app
+from crawl2chat.chat.server import Limits, load_app, serving_in_background
 from crawl2chat.chat.template import render_prompt, to_examples
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.gpt import GPT, GPTConfig
@@ -68,17 +66,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(model_dir: Path) -> Iterator[dict[str, Any]]:
     """The app served by uvicorn on a free loopback port, in a background thread."""
     app = load_app(model_dir, limits=Limits(max_tokens=CAP, max_concurrency=2))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield {"app": app, "url": f"http://127.0.0.1:{port}", "tok": app.state.engine.tok}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving_in_background(app) as url:
+        yield {"app": app, "url": url, "tok": app.state.engine.tok}
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,9 @@ import httpx
 import pandas as pd
 import pytest
 import torch
-import uvicorn
 
 from crawl2chat.chat.data import Source, load_sources
-from crawl2chat.chat.server import Limits, load_app
+from crawl2chat.chat.server import Limits, load_app, serving_in_background
 from crawl2chat.chat.synth import RateLimiter, SynthCfg, passage_seeds, run_synth, topic_seeds
 from crawl2chat.chat.synth_io import Output
 from crawl2chat.cli import main
@@ -44,16 +43,8 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     save_model(GPT(GPTConfig(vocab_size=320, block_size=1024, n_layer=1, n_head=2, n_embd=32)),
                tok, folder)
     app = load_app(folder, limits=Limits(max_tokens=16, max_concurrency=4))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the teacher did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_in_background(app) as url:
+        yield f"{url}/v1"
 
 
 def _cfg(endpoint: str, out: Path, **kw: Any) -> SynthCfg:

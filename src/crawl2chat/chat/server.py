@@ -18,6 +18,7 @@ than queueing behind CPU-bound work). Errors use OpenAI's shape
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -280,3 +281,28 @@ def run_server(model_dir: Path, host: str, port: int, model_id: str | None,
           flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
+
+
+@contextlib.contextmanager
+def serving_in_background(app: Any, host: str = "127.0.0.1", port: int = 0,
+                          timeout_s: float = 20.0) -> Iterator[str]:
+    """Serve ``app`` from a background thread (port 0: a free one) and yield its base
+    URL (``http://host:port``); stopped on exit. For scripts and tests that need a live
+    server beside them, e.g. our own model as the teacher of ``crawl2chat synth``."""
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the server on {host}:{port} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
