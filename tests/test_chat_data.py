@@ -9,8 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from crawl2chat.chat.data import SKIP_REASONS, check, is_heldout, load_files, load_jsonl, split
+from crawl2chat.chat.data import (
+    SKIP_REASONS,
+    Loaded,
+    Source,
+    check,
+    is_heldout,
+    load_jsonl,
+    load_sources,
+    split,
+)
 from crawl2chat.errors import InputError
+
+
+def _load(files: list[Path]) -> Loaded:
+    """Messages-format files as one sft.data list would load them."""
+    return load_sources([Source(path=str(f)) for f in files], Path("/"))
+
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,13 +91,13 @@ def test_malformed_json_raises_naming_file_and_line(tmp_path: Path) -> None:
 
 def test_missing_file_raises_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nothere\.jsonl"):
-        load_files([tmp_path / "nothere.jsonl"])
+        _load([tmp_path / "nothere.jsonl"])
 
 
 def test_duplicates_are_dropped_across_files(tmp_path: Path) -> None:
     a = _write(tmp_path, [GOOD], "a.jsonl")
     b = _write(tmp_path, [GOOD, _line(("user", "Bye"), ("assistant", "Bye!"))], "b.jsonl")
-    loaded = load_files([a, b])
+    loaded = _load([a, b])
     assert [c.origin for c in loaded.conversations] == [f"{a}:1", f"{b}:2"]
     assert loaded.skipped["duplicate"] == 1
 
@@ -117,7 +132,7 @@ def test_bundled_demo_data_loads_without_skips() -> None:
     assert {f.name for f in files} == {"assistant.jsonl", "dialogues.jsonl",
                                        "eval_harmful.jsonl", "eval_benign.jsonl"}
     files = [f for f in files if not f.name.startswith("eval_")]
-    loaded = load_files(files)
+    loaded = _load(files)
     assert not loaded.skipped, loaded.skipped
     assert len(loaded.conversations) > 2500
     _, heldout = split(loaded.conversations, 0.1)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from crawl2chat.chat import session
-from crawl2chat.chat.data import Source, load_files, split
+from crawl2chat.chat.data import Source, load_sources, split
 from crawl2chat.chat.template import IGNORE
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
@@ -106,7 +106,8 @@ def test_outputs_are_a_loadable_chat_model_with_report_and_eval(trained: dict) -
 
 def test_metrics_count_conversations_tokens_and_skips(trained: dict) -> None:
     m, cfg = trained["metrics"], trained["cfg"]
-    train, heldout = split(load_files([trained["data"]]).conversations, cfg.heldout_fraction)
+    loaded = load_sources([Source(path=str(trained["data"]))], Path("/"))
+    train, heldout = split(loaded.conversations, cfg.heldout_fraction)
     assert m["records"] == len(train) and m["heldout_conversations"] == len(heldout)
     assert m["skipped_no_assistant_turn"] == 1 and m["skipped_bad_role"] == 0
     assistant_text = sum(len(trained["tok"].encode(t)) + 1 for c in train
@@ -123,7 +124,8 @@ def test_loss_is_taken_on_assistant_tokens_only(trained: dict) -> None:
     tok = trained["tok"]
     rows = trained["seen"]["train"].rows
     learned = [t for row in rows for t in row["targets"].tolist() if t != IGNORE]
-    train, _ = split(load_files([trained["data"]]).conversations, trained["cfg"].heldout_fraction)
+    loaded = load_sources([Source(path=str(trained["data"]))], Path("/"))
+    train, _ = split(loaded.conversations, trained["cfg"].heldout_fraction)
     expected = "".join(f"{t}<|assistant_end|>" for c in train for r, t in c.messages
                        if r == "assistant")
     assert tok.decode(learned) == expected

@@ -168,17 +168,6 @@ def load_jsonl(path: Path, seen: set[str] | None = None) -> Loaded:
     return _collect(candidates(Path(path), "messages"), path, set() if seen is None else seen)
 
 
-def load_files(files: Iterable[Path]) -> Loaded:
-    """All conversations of messages-format ``files`` in order, duplicates dropped."""
-    total = Loaded()
-    seen: set[str] = set()
-    for file in files:
-        part = load_jsonl(Path(file), seen)
-        total.conversations += part.conversations
-        total.skipped.update(part.skipped)
-    return total
-
-
 def _sample(conversations: list[Conversation], count: int | None) -> list[Conversation]:
     """At most ``count`` of them, chosen by content hash, in their order."""
     if count is None or len(conversations) <= count:
