@@ -95,7 +95,7 @@ def test_oasst_parquet_in_the_hugging_face_schema(tmp_path: Path) -> None:
         parquet = _load(tmp_path, str(file), format="oasst", oasst=mode)
         jsonl = _load(tmp_path, "oasst_messages.jsonl", format="oasst", oasst=mode)
         assert _texts(parquet) == _texts(jsonl) and parquet.skipped == jsonl.skipped
-    assert parquet.conversations[1].origin == f"{file}:row 6"  # rows count from 0
+    assert parquet.conversations[1].origin == f"{file.name}:row 6"  # rows count from 0
 
 
 def test_sharegpt_roles_are_mapped_and_bad_records_skipped(tmp_path: Path) -> None:

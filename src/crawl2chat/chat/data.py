@@ -21,9 +21,10 @@ import glob
 import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +169,22 @@ def load_jsonl(path: Path, seen: set[str] | None = None) -> Loaded:
     return _collect(candidates(Path(path), "messages"), path, set() if seen is None else seen)
 
 
-def _sample(conversations: list[Conversation], count: int | None) -> list[Conversation]:
-    """At most ``count`` of them, chosen by content hash, in their order."""
+def hash_sample(conversations: list[Conversation], count: int | None) -> list[Conversation]:
+    """At most ``count`` of them (None: all), chosen by content hash, in their order: the
+    same conversations whatever order the files list them in."""
     if count is None or len(conversations) <= count:
         return conversations
     keep = {c.key for c in sorted(conversations, key=lambda c: c.key)[:count]}
     return [c for c in conversations if c.key in keep]
+
+
+def _relative_origin(conversation: Conversation, root: Path) -> Conversation:
+    """Origins name files relative to the project, so that outputs that quote them
+    (``replies.jsonl``) are the same on every machine."""
+    prefix = f"{root}{os.sep}"
+    if not conversation.origin.startswith(prefix):
+        return conversation
+    return replace(conversation, origin=conversation.origin[len(prefix):])
 
 
 def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
@@ -186,9 +197,9 @@ def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
         for file in source.files(root):
             found = candidates(file, source.format, source.lang, source.oasst)
             loaded = _collect(found, file, seen, index)
-            part.conversations += loaded.conversations
+            part.conversations += [_relative_origin(c, root) for c in loaded.conversations]
             part.skipped.update(loaded.skipped)
-        total.conversations += _sample(part.conversations, source.max)
+        total.conversations += hash_sample(part.conversations, source.max)
         total.skipped.update(part.skipped)
     return total
 

@@ -20,6 +20,12 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) and value != int(value) else f"{value:g}"
 
 
+def _share(part: int, whole: int) -> str:
+    """``"89.6% (86/96)"``: one decimal, so that a share just under a threshold never
+    rounds up to it."""
+    return f"{part / whole:.1%} ({part}/{whole})" if whole else "n/a (0 judged)"
+
+
 def _quote(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|") or "*(empty)*"
 
@@ -37,13 +43,26 @@ def _source(source: Source) -> str:
     return f"`{source.path}` ({', '.join(extra)})"
 
 
+def _compliance_by_source(heldout: list[dict[str, Any]]) -> list[str]:
+    """One row per conversation source, when there is more than one."""
+    sources = sorted({str(r.get("source")) for r in heldout})
+    if len(sources) < 2:
+        return []
+    rows = []
+    for source in sources:
+        mine = [r for r in heldout if str(r.get("source")) == source]
+        rows.append(f"| … of them from `{source}` | "
+                    f"{_share(sum(r['ended'] for r in mine), len(mine))} |")
+    return rows
+
+
 def _refusal_lines(m: dict[str, float], replies: list[dict[str, Any]]) -> list[str]:
     lines = []
     for kind, want in (("harmful", "high"), ("benign", "near 0")):
         if f"refusal_{kind}" in m:
             n = int(m[f"refusal_{kind}_prompts"])
             lines.append(f"| refusal rate on {kind} prompts (should be {want}) | "
-                         f"{m[f'refusal_{kind}']:.0%} ({round(m[f'refusal_{kind}'] * n)}/{n}) |")
+                         f"{_share(round(m[f'refusal_{kind}'] * n), n)} |")
     return lines
 
 
@@ -51,6 +70,7 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
                   replies: list[dict[str, Any]]) -> None:
     m = metrics
     judged = int(m["format_judged"])
+    heldout = [r for r in replies if r["kind"] == "heldout"]
     trained = "all" if cfg.train_layers == "all" else (
         f"{int(m['trainable_params']):,} of {int(m['params']):,} (train_layers "
         f"{cfg.train_layers})")
@@ -70,8 +90,9 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
         f"{_fmt(m['heldout_loss'])} |",
         f"| format compliance: replies that end with `<|assistant_end|>` within "
         f"{cfg.max_new_tokens} tokens (held-out prompts with a shorter reference answer; "
-        f"temperature {cfg.temperature:g}) | {m['format_compliance']:.0%} "
-        f"({round(m['format_compliance'] * judged)}/{judged}) |",
+        f"temperature {cfg.temperature:g}) | "
+        f"{_share(round(m['format_compliance'] * judged), judged)} |",
+        *_compliance_by_source(heldout),
         *_refusal_lines(m, replies),
         f"| held-out conversations | {int(m['heldout_conversations']):,} |",
         f"| conversations split at turn boundaries / dropped (too long) | "
@@ -99,5 +120,11 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
             lines += [_reply_row(r, "refused") for r in some]
     lines += ["", "## Held-out prompts (first 8)", "", "| prompt | reply | ended its turn |",
               "|---|---|---|"]
-    lines += [_reply_row(r) for r in [r for r in replies if r["kind"] == "heldout"][:8]]
+    lines += [_reply_row(r) for r in heldout[:8]]
+    unended = [r for r in heldout if not r["ended"]]
+    if unended:
+        lines += ["", f"## Held-out replies that did not end their turn (first 8 of "
+                      f"{len(unended)})", "", "| prompt | reply | tokens |", "|---|---|---|"]
+        lines += [f"| {_quote(r['prompt'])} | {_quote(r['reply'])} | {r['new_tokens']} |"
+                  for r in unended[:8]]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -28,7 +28,15 @@ from pathlib import Path
 import torch
 
 from crawl2chat import paths
-from crawl2chat.chat.data import SKIP_REASONS, Conversation, Source, load_sources, repeats, split
+from crawl2chat.chat.data import (
+    SKIP_REASONS,
+    Conversation,
+    Source,
+    hash_sample,
+    load_sources,
+    repeats,
+    split,
+)
 from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
 from crawl2chat.chat.refusal import load_prompts
 from crawl2chat.chat.report import write_report
@@ -61,7 +69,9 @@ class Cfg:
     # what is trained: all | last_N (the last N blocks + final norm) | a list of name
     # patterns (fnmatch) such as ["transformer.h.3.*"]; the rest is frozen
     train_layers: str | list[str] = "all"
-    eval_conversations: int = 64  # held-out prompts answered for format compliance
+    # held-out prompts answered for format compliance: a hash sample of this many of the
+    # judgeable ones; None = all of them
+    eval_conversations: int | None = None
     max_new_tokens: int = 64  # a compliant reply ends within this many tokens
     # evaluation replies are sampled as `crawl2chat chat` samples by default, so the report
     # shows what a user sees (greedy decoding of a small model repeats one safe reply)
@@ -128,9 +138,7 @@ class Rows(torch.utils.data.Dataset):
 
 def _train_set(cfg: Cfg, train: list[Conversation]) -> list[Conversation]:
     """The training conversations, capped, each repeated as its source's weight says."""
-    if cfg.max_conversations is not None and len(train) > cfg.max_conversations:
-        keep = {c.key for c in sorted(train, key=lambda c: c.key)[: cfg.max_conversations]}
-        train = [c for c in train if c.key in keep]
+    train = hash_sample(train, cfg.max_conversations)
     return [c for c in train for _ in range(repeats(c, cfg.data[c.source].weight))]
 
 
