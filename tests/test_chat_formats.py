@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawl2chat.chat.data import Source, load_sources, repeats
+from crawl2chat.chat.data import Source, is_heldout, load_sources, repeats
 from crawl2chat.config import ConfigError, build
 from crawl2chat.errors import InputError
 
@@ -52,6 +52,24 @@ def test_oasst_all_paths_cut_after_the_last_assistant_message(tmp_path: Path) ->
         [BASIL, SUN],  # the follow-up "What about mint?" was never answered
         ["Wie lange muss ein Ei kochen?", "Ein weiches Ei braucht etwa sechs Minuten."],
     ]
+
+
+def test_oasst_paths_of_one_tree_are_held_out_together(tmp_path: Path) -> None:
+    """All paths of a tree share its opening prompt: a split by content would train on
+    the prompt of a held-out path."""
+    loaded = _load(tmp_path, "oasst_messages.jsonl", format="oasst", oasst="all_paths")
+    basil = [c for c in loaded.conversations if c.messages[0][1] == BASIL]
+    assert len(basil) == 3 and len({c.group for c in basil}) == 1
+    assert len({c.key for c in basil}) == 3  # still distinct conversations for dedup
+    for fraction in [i / 20 for i in range(1, 20)]:
+        assert len({is_heldout(c, fraction) for c in basil}) == 1
+    # the trees differ, so some fraction puts them on different sides
+    egg = next(c for c in loaded.conversations if c.messages[0][1] != BASIL)
+    assert egg.group != basil[0].group
+    assert any(is_heldout(egg, i / 100) != is_heldout(basil[0], i / 100) for i in range(100))
+    # a messages-format conversation has no group and is drawn by its content
+    plain = _load(tmp_path, "messages.jsonl").conversations[0]
+    assert plain.group is None and plain.split_key == plain.key
 
 
 def test_oasst_trees_layout_gives_the_same_conversations(tmp_path: Path) -> None:

@@ -51,12 +51,18 @@ class Conversation:
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs, content stripped
     origin: str  # "file:line", for messages that point back at the data
     source: int = 0  # index of the Source it was loaded from
+    group: str | None = None  # Candidate.group: held out or trained on together
 
     @property
     def key(self) -> str:
         """A digest of the content: equal conversations have equal keys."""
         blob = json.dumps(self.messages, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()
+
+    @property
+    def split_key(self) -> str:
+        """What the held-out draw hashes: the group if any, else the content."""
+        return hashlib.sha256(self.group.encode()).hexdigest() if self.group else self.key
 
     def as_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -144,7 +150,7 @@ def _collect(found: Iterator[Candidate], label: Path, seen: set[str], source: in
         messages: tuple[tuple[str, str], ...] = ()
         if reason is None:
             messages, reason = check({"messages": candidate.messages})
-        conversation = Conversation(messages, candidate.where, source)
+        conversation = Conversation(messages, candidate.where, source, candidate.group)
         if reason is None and conversation.key in seen:
             reason = "duplicate"
         if reason is not None:
@@ -207,13 +213,14 @@ def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
 def repeats(conversation: Conversation, weight: float) -> int:
     """How often a training conversation of a source with ``weight`` is seen."""
     whole, share = int(weight), weight - int(weight)
-    # digits 16..31 of the key: independent of the held-out draw, which uses 0..15
+    # digits 16..31 of the key: independent of the held-out draw (digits 0..15 of split_key)
     return whole + (int(conversation.key[16:32], 16) / 16**16 < share)
 
 
 def is_heldout(conversation: Conversation, fraction: float) -> bool:
-    """Whether ``conversation`` belongs to the held-out share ``fraction`` (0..1)."""
-    return int(conversation.key[:16], 16) / 16**16 < fraction
+    """Whether ``conversation`` belongs to the held-out share ``fraction`` (0..1); all
+    conversations of a group (one OASST tree) fall on the same side."""
+    return int(conversation.split_key[:16], 16) / 16**16 < fraction
 
 
 def split(conversations: Iterable[Conversation], fraction: float

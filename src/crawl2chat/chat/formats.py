@@ -52,6 +52,9 @@ class Candidate:
     where: str
     messages: list[dict[str, Any]] | None
     reason: str | None = None
+    # conversations of one group fall on the same side of the held-out split (the paths of
+    # one OASST tree share their opening turns); None: each conversation is its own group
+    group: str | None = None
 
 
 def read_records(path: Path) -> Iterator[Record]:

@@ -13,7 +13,8 @@ Out: :class:`~crawl2chat.chat.formats.Candidate` conversations (prompter -> user
 
 ``mode="best"`` follows the best-ranked reply at every turn (one conversation per tree);
 ``mode="all_paths"`` gives every root-to-leaf path, each cut after its last assistant
-message (identical cuts once). A deleted message, or one that failed review
+message (identical cuts once), all of one tree in one held-out group
+(``Candidate.group``). A deleted message, or one that failed review
 (``review_result: false``), is dropped with everything below it. Trees whose
 ``tree_state`` is not ``ready_for_export`` (aborted, still growing) and trees whose prompt's
 ``lang`` is not in ``langs`` are skipped whole; a tree shares its prompt's language.
@@ -161,4 +162,4 @@ def conversations(path: Path, langs: Collection[str] = (), mode: str = "best"
                 continue
             seen.add(ids)
             yield Candidate(nodes[-1].where, [{"role": ROLES[n.role], "content": n.text}
-                                              for n in nodes])
+                                              for n in nodes], group=f"oasst-tree:{root.id}")
