@@ -59,7 +59,8 @@ def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
 
 def preset_base(name: str) -> dict[str, Any]:
     """The ``base`` section of an experiment preset, its ``defaults`` presets under it,
-    all over ``conf/base/default.yaml`` (what Hydra composes for this section)."""
+    all over ``conf/base/default.yaml``: what ``crawl2chat.config.compose`` gives for
+    this section (a test checks), without Hydra, which GPU hosts may lack."""
     data = yaml.safe_load((ROOT / "conf" / "experiment" / f"{name}.yaml").read_text())
     section: dict[str, Any] = yaml.safe_load((ROOT / "conf/base/default.yaml").read_text())
     for parent in data.get("defaults", []):
@@ -68,7 +69,8 @@ def preset_base(name: str) -> dict[str, Any]:
     return _merge(section, data.get("base", {}))
 
 
-def run_case(name: str, steps: int, accum: int, tiny: bool) -> dict[str, Any]:
+def run_case(name: str, tokens: np.ndarray, steps: int, accum: int, tiny: bool
+             ) -> dict[str, Any]:
     preset, changes = CASES[name]
     section = preset_base(preset)
     fields = {k: v for k, v in section.items() if k in MODEL_FIELDS}
@@ -83,7 +85,6 @@ def run_case(name: str, steps: int, accum: int, tiny: bool) -> dict[str, Any]:
     if tiny:
         train_section.update(batch_size=4, compile=False)
     cfg = build(TrainCfg, train_section, f"{preset}.base.train")
-    tokens = np.random.default_rng(0).integers(8, 50257, 4_000_000).astype(np.uint16)
     train = TokenWindows(tokens, config.block_size, "random",
                          steps * accum * cfg.batch_size, seed=1)
     val = TokenWindows(tokens, config.block_size, "strided", cfg.batch_size)
@@ -124,9 +125,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="2 x 64 models: a CPU check")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
+    tokens = np.random.default_rng(0).integers(8, 50257, 4_000_000).astype(np.uint16)
     results = []
     for name in args.cases:
-        results.append(run_case(name, args.steps, args.accum, args.tiny))
+        results.append(run_case(name, tokens, args.steps, args.accum, args.tiny))
         print(json.dumps(results[-1]), flush=True)  # one line per case as it ends
     by_case = {r["case"]: r for r in results}
     summary: dict[str, Any] = {

@@ -184,13 +184,12 @@ def hash_sample(conversations: list[Conversation], count: int | None) -> list[Co
     return [c for c in conversations if c.key in keep]
 
 
-def _relative_origin(conversation: Conversation, root: Path) -> Conversation:
+def _relative_origins(conversations: list[Conversation], root: Path) -> list[Conversation]:
     """Origins name files relative to the project, so that outputs that quote them
     (``replies.jsonl``) are the same on every machine."""
     prefix = f"{root}{os.sep}"
-    if not conversation.origin.startswith(prefix):
-        return conversation
-    return replace(conversation, origin=conversation.origin[len(prefix):])
+    return [replace(c, origin=c.origin[len(prefix):]) if c.origin.startswith(prefix) else c
+            for c in conversations]
 
 
 def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
@@ -203,7 +202,7 @@ def load_sources(sources: Iterable[Source], root: Path) -> Loaded:
         for file in source.files(root):
             found = candidates(file, source.format, source.lang, source.oasst)
             loaded = _collect(found, file, seen, index)
-            part.conversations += [_relative_origin(c, root) for c in loaded.conversations]
+            part.conversations += _relative_origins(loaded.conversations, root)
             part.skipped.update(loaded.skipped)
         total.conversations += hash_sample(part.conversations, source.max)
         total.skipped.update(part.skipped)

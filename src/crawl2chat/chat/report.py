@@ -45,12 +45,12 @@ def _source(source: Source) -> str:
 
 def _compliance_by_source(heldout: list[dict[str, Any]]) -> list[str]:
     """One row per conversation source, when there is more than one."""
-    sources = sorted({str(r.get("source")) for r in heldout})
+    sources = sorted({r["source"] for r in heldout})
     if len(sources) < 2:
         return []
     rows = []
     for source in sources:
-        mine = [r for r in heldout if str(r.get("source")) == source]
+        mine = [r for r in heldout if r["source"] == source]
         rows.append(f"| … of them from `{source}` | "
                     f"{_share(sum(r['ended'] for r in mine), len(mine))} |")
     return rows
