@@ -76,6 +76,22 @@ def test_every_stage_wrote_output_manifest_and_metrics(project: tuple[Path, dict
     assert (root / "models/sft/model.safetensors").stat().st_size > 0
 
 
+def test_training_stages_record_the_precision_auto_chose(project: tuple[Path, dict]) -> None:
+    import mlflow
+
+    root, _ = project
+    for stage in ("base", "sft"):
+        out = paths.stage_output(stage, root)
+        details = json.loads((out / paths.MANIFEST).read_text())["details"]
+        assert details["precision"] in ("32-true", "bf16-mixed")
+        assert details["precision_reason"].startswith("auto: ")
+        assert f"Precision {details['precision']}".lower() in (
+            out / "report.md").read_text().lower()
+        run = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_run(
+            json.loads((out / paths.MANIFEST).read_text())["mlflow_run_id"])
+        assert run.data.params["resolved.precision"] == details["precision"]
+
+
 def test_audit_chain_reaches_the_warc_files(project: tuple[Path, dict]) -> None:
     root, env = project
     report = json.loads(_run([str(BIN / "crawl2chat"), "audit", "models/sft", "--json"],

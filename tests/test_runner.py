@@ -95,3 +95,37 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
                             "kind": "url"}}
     [link] = audit(out, project)
     assert link.run_found and link.inputs_match
+
+
+def test_folders_left_by_a_killed_run_are_swept_at_the_next_start(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    out = paths.stage_output("crawl", project)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a run that made its temporary folder, then was SIGKILLed mid-stage
+    script = ("import os, sys, time; from pathlib import Path; "
+              "Path(sys.argv[1] + f'.tmp-{os.getpid()}').mkdir(); "
+              "Path(sys.argv[1] + f'.tmp-{os.getpid()}', 'half.parquet').write_bytes(b'x'); "
+              "print('ready', flush=True); time.sleep(60)")
+    killed = subprocess.Popen([sys.executable, "-c", script, str(out)], stdout=subprocess.PIPE)
+    assert killed.stdout is not None and killed.stdout.readline().strip() == b"ready"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    stale = out.with_name(f"{out.name}.tmp-{killed.pid}")
+    assert stale.is_dir()
+    # a run still going (this test's parent process) and a resumable checkpoint stay
+    alive = out.with_name(f"{out.name}.tmp-{os.getppid()}")
+    checkpoint = out.with_name(f"{out.name}.tmp-ckpt-0123abcd")
+    alive.mkdir()
+    checkpoint.mkdir()
+    execute("crawl", project)
+    assert not stale.exists()
+    assert alive.is_dir() and checkpoint.is_dir()
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith("crawl")) == sorted(
+        ["crawl", alive.name, checkpoint.name])

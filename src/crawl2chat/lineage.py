@@ -38,10 +38,15 @@ class StageRun:
     run_id: str
     stage: str
 
-    def finish(self, metrics: dict[str, float], out_dir: Path, out_digest: str) -> None:
+    def finish(self, metrics: dict[str, float], out_dir: Path, out_digest: str,
+               details: dict[str, str] | None = None) -> None:
+        """Log the metrics, the run-time decisions (``details``: params under
+        ``resolved.``), the output digest, the manifest and the reports."""
         import mlflow
 
         mlflow.log_metrics(metrics)
+        if details:
+            mlflow.log_params({f"resolved.{k}": v[:6000] for k, v in details.items()})
         mlflow.set_tags({"output.path": str(out_dir.name), "output.digest": out_digest})
         manifest = out_dir / paths.MANIFEST
         if manifest.exists():

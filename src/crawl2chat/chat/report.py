@@ -66,7 +66,7 @@ def _refusal_lines(m: dict[str, float], replies: list[dict[str, Any]]) -> list[s
     return lines
 
 
-def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
+def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, Any],
                   replies: list[dict[str, Any]]) -> None:
     m = metrics
     judged = int(m["format_judged"])
@@ -82,7 +82,8 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, float],
         f"({int(m['trained_conversations']):,} with repeats: {int(m['tokens']):,} assistant "
         f"tokens in {int(m['rows']):,} rows of {int(m['block_size'])} tokens) from "
         + ", ".join(_source(s) for s in cfg.data) + ". The loss is taken on assistant "
-        f"tokens only; parameters trained: {trained}.",
+        f"tokens only; parameters trained: {trained}. Precision {m['precision']} "
+        f"({m['precision_reason']}).",
         "",
         "| measure | value |",
         "|---|---|",

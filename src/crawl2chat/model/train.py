@@ -15,11 +15,12 @@ continues from there, logging the same losses an uninterrupted run would.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ TRAIN_LOG = "train_log.jsonl"
 TRAIN_SAMPLES = "train_samples.jsonl"
 SCHEDULES = ("cosine", "wsd")
 STRATEGIES = ("auto", "ddp", "fsdp")
+log = logging.getLogger("crawl2chat")
 
 
 @dataclass
@@ -64,7 +66,7 @@ class TrainCfg:
     eval_every: int = 50  # optimizer steps between validations (and samples)
     eval_batches: int = 8  # micro-batches per validation
     log_every: int = 10  # optimizer steps between logged rows (loss, lr, grad norm, MFU)
-    precision: str = "bf16-mixed"  # Lightning precision: bf16 autocast is fastest on CPU too
+    precision: str = "auto"  # Lightning precision, or auto: see crawl2chat.model.precision
     seed: int = 1337  # weights, data order, dropout: the same seed, the same model
     num_workers: int = 0  # DataLoader workers; 0 leaves both cores of a laptop to the model
     compile: bool | None = None  # torch.compile the model; None: where CUDA is
@@ -139,12 +141,13 @@ class TokenWindows(Dataset):
 def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
         sample_fn: Callable[[GPT], list[str]] | None = None,
         reference_lines: dict[str, float] | None = None,
-        checkpoint_dir: Path | None = None) -> dict[str, float]:
+        checkpoint_dir: Path | None = None) -> dict[str, Any]:
     """Train ``model`` in place up to ``cfg.max_steps`` optimizer steps; return metrics:
     train_loss, val_loss, steps, tokens, tokens_per_s and train_time_s (this process's
     work, validations and samples included), grad_accum, tokens_per_step, grad_norm,
     resumed_from_step, step_tokens_per_s (the median logged rate, training only) and
-    mfu (its share of the devices' peak, where the peak is known).
+    mfu (its share of the devices' peak, where the peak is known); and, as strings,
+    precision and precision_reason (what ``cfg.precision`` resolved to on this machine).
 
     ``sample_fn(model)`` runs after every validation. ``reference_lines`` (label -> loss)
     are drawn on the loss curve as baselines. With ``checkpoint_dir`` and
@@ -157,10 +160,16 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     from crawl2chat.model import trainer as build
     from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params
     from crawl2chat.model.lit import LitGPT, Meter
+    from crawl2chat.model.precision import resolve
     from crawl2chat.model.resume import ResumableLoader, ResumeCallback, StepSampler
 
     runtime.quiet_libraries()  # importing lightning set its logger back to INFO
     L.seed_everything(cfg.seed, verbose=False)
+    precision = resolve(cfg.precision)
+    if precision.warning:
+        log.warning(precision.warning)
+    log.info("precision %s (%s)", precision.value, precision.reason)
+    cfg = replace(cfg, precision=precision.value)
     model.train()  # a loaded checkpoint comes in eval mode; dropout must be on while training
     if len(train) < cfg.batch_size or len(val) == 0:
         raise InputError(f"too few windows for batch_size {cfg.batch_size}: "
@@ -224,7 +233,7 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     }
     if utilisation:
         metrics["mfu"] = statistics.median(utilisation)
-    return metrics
+    return {**metrics, "precision": precision.value, "precision_reason": precision.reason}
 
 
 def _window_length(dataset: Dataset) -> int:

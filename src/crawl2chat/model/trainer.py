@@ -3,9 +3,9 @@
 
 In: the config, the derived gradient accumulation, callbacks and a logger. Out: a
 Trainer with the configured strategy (``auto``, ``ddp``, ``fsdp`` sharding per
-transformer block), devices and nodes, precision (bf16 where the GPU has it, else fp16
-with loss scaling), gradient clipping, validation every ``eval_every`` optimizer steps
-and optional checkpoints (``last.ckpt`` every ``checkpoint_every`` steps, written by
+transformer block), devices and nodes, the precision (already resolved by
+:mod:`crawl2chat.model.precision`), gradient clipping, validation every ``eval_every``
+optimizer steps and optional checkpoints (``last.ckpt`` every ``checkpoint_every`` steps, written by
 rank 0 only). Under ``torchrun`` or SLURM, Lightning reads ranks and world size from
 the environment; started plainly with ``devices > 1`` it launches the other ranks itself.
 """
@@ -50,14 +50,6 @@ def grad_accum_for(cfg: TrainCfg, window: int, world: int) -> int:
     return accum
 
 
-def resolve_precision(precision: str) -> str:
-    """bf16 where supported; on a GPU without bf16 (V100, T4) the fp16 equivalent."""
-    if (precision.startswith("bf16") and torch.cuda.is_available()
-            and not torch.cuda.is_bf16_supported()):
-        return precision.replace("bf16", "16")
-    return precision
-
-
 def _strategy(cfg: TrainCfg) -> Any:
     if cfg.strategy != "fsdp":
         return cfg.strategy
@@ -86,7 +78,7 @@ def build_trainer(cfg: TrainCfg, accum: int, callbacks: list[L.Callback], logger
         callbacks = [*callbacks, TQDMProgressBar()]
     return L.Trainer(
         accelerator="auto", strategy=_strategy(cfg), devices=cfg.devices,
-        num_nodes=cfg.num_nodes, precision=resolve_precision(cfg.precision),  # type: ignore[arg-type]
+        num_nodes=cfg.num_nodes, precision=cfg.precision,  # type: ignore[arg-type]
         max_steps=cfg.max_steps, max_epochs=-1, accumulate_grad_batches=accum,
         gradient_clip_val=cfg.grad_clip or None, deterministic=cfg.deterministic,
         # counted in micro-batches; the one long epoch (see resume.StepSampler) holds them all

@@ -127,7 +127,7 @@ def checkpoint_dir(cfg: Cfg, in_dir: Path, out_dir: Path) -> Path:
     return out_dir.parent / f"base.tmp-ckpt-{digest.hexdigest()[:16]}"
 
 
-def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
+def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     if in_dir is None:
         raise InputError("the base stage needs the tokens stage's output folder")
     meta = read_meta(in_dir)
@@ -169,7 +169,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
                  checkpoint_dir=checkpoints)
     samples = sample(model, tok, cfg)
     held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
-    metrics: dict[str, float] = {
+    metrics: dict[str, Any] = {
         "records": result["tokens"] / cfg.block_size,  # windows trained on
         "tokens": result["tokens"],
         "val_loss": result["val_loss"],
@@ -194,7 +194,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     return metrics
 
 
-def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, float],
+def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, Any],
                   samples: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     tc = cfg.train
     gap = m["unigram_entropy"] - m["val_loss"]
@@ -215,7 +215,8 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, floa
         f"({m['tokens'] / max(1, meta['train_tokens']):.2f} passes over "
         f"{meta['train_tokens']} train tokens) at {m['step_tokens_per_s']:.0f} tokens/s"
         + (f", MFU {m['mfu']:.1%}" if "mfu" in m else "")
-        + f"; lr {tc.lr} -> {tc.min_lr} ({tc.schedule}), precision {tc.precision}"
+        + f"; lr {tc.lr} -> {tc.min_lr} ({tc.schedule}); precision {m['precision']} "
+        f"({m['precision_reason']})"
         + (f"; resumed from the checkpoint of step {m['resumed_from_step']:.0f}"
            if m["resumed_from_step"] else "") + ".",
         "",

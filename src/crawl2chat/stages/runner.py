@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -76,8 +77,8 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     out_dir = paths.stage_output(stage, root)
     if runtime.process_rank() > 0:
         return _run_as_helper_rank(module, cfg, in_dir, out_dir)
+    sweep_leftovers(out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.time()
     with lineage.stage_run(stage, section, inputs, root) as run:
@@ -89,6 +90,8 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             lineage.log_inputs(late, root)
             inputs.update(late)
             gate(stage, tmp, cfg)
+            # what the stage decided at run time (e.g. the precision it trained in)
+            details = {k: v for k, v in metrics.items() if isinstance(v, str)}
             manifest = {
                 "stage": stage,
                 "params_hash": config.section_hash(section),
@@ -97,6 +100,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "records": metrics.get("records"),
                 "tokens": metrics.get("tokens"),
                 "wall_time_s": round(time.time() - started, 3),
+                "details": details,
                 "mlflow_run_id": run.run_id,
                 "created_unix": int(time.time()),
             }
@@ -107,7 +111,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         _swap_into_place(tmp, out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
-        run.finish(metrics, out_dir, folder_digest(out_dir))
+        run.finish(metrics, out_dir, folder_digest(out_dir), details)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -127,6 +131,37 @@ def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {}
+
+
+# what a killed run leaves beside its output: NAME.tmp-PID, NAME.tmp-rankR-PID, NAME.old-PID
+# (not NAME.tmp-ckpt-DIGEST: those are resumable checkpoints)
+_LEFTOVER = re.compile(r"\.(?:tmp-(?:rank\d+-)?|old-)(\d+)")
+
+
+def sweep_leftovers(out_dir: Path) -> list[Path]:
+    """Remove the temporary folders of runs of this stage whose process is gone."""
+    swept = []
+    for folder in sorted(out_dir.parent.glob(f"{out_dir.name}.*")):
+        found = _LEFTOVER.fullmatch(folder.name[len(out_dir.name):])
+        if found and folder.is_dir() and not _alive(int(found[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(folder)
+    if swept:
+        log.info("removed %d folder(s) left by killed runs: %s", len(swept),
+                 ", ".join(f.name for f in swept))
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # an earlier attempt of this very process: stale as well
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:

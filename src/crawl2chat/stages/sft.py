@@ -24,6 +24,7 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -181,7 +182,7 @@ def steps_for(epochs: float, rows: int, train: TrainCfg) -> int:
     return max(1, round(epochs * per_epoch))
 
 
-def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
+def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     from crawl2chat.model.checkpoint import load_model, save_model
     from crawl2chat.model.train import fit
 
@@ -224,7 +225,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     replies = evaluate(model, tok, heldout, cfg, block_size, refusal_sets)
     measured = rates(replies)
 
-    metrics: dict[str, float] = {
+    metrics: dict[str, Any] = {
         "records": float(unique),
         "trained_conversations": float(len(train)),
         "tokens": float(stats["assistant_tokens"]),
