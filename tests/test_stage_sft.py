@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 
-from crawl2chat.chat import evaluate, session
 from crawl2chat.chat.data import Source, load_sources, split
-from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import IGNORE
+from crawl2chat.chat_eval import evaluate
+from crawl2chat.chat_eval.report import write_report
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model import train as train_module
@@ -25,6 +25,7 @@ from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.train import TrainCfg
 from crawl2chat.quality import GateFailed, gate
+from crawl2chat.serve import repl
 from crawl2chat.stages import sft
 from crawl2chat.tokenizer.train import train_bpe
 
@@ -240,7 +241,7 @@ def tmp_copy(src: Path, dst: Path) -> Path:
 
 def test_message_mode_prints_one_reply_without_control_tokens(
         trained: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    assert session.run_chat(trained["out"], message=PROMPT, max_new_tokens=24,
+    assert repl.run_chat(trained["out"], message=PROMPT, max_new_tokens=24,
                             temperature=0.0, top_k=None, seed=0) == 0
     printed = capsys.readouterr().out
     # the learned answer format, ended at <|assistant_end|> (a tiny model may miscount)
@@ -259,7 +260,7 @@ def test_interactive_session_streams_resets_and_exits(trained: dict) -> None:
             return super().write(s)
 
     out = Out()
-    session.chat_loop(model, tok, lambda p: (prompts.append(p), next(lines))[1], out,
+    repl.chat_loop(model, tok, lambda p: (prompts.append(p), next(lines))[1], out,
                       max_new_tokens=24, temperature=0.0, top_k=None, seed=0)
     text = out.getvalue()
     assert prompts == ["you> "] * 5  # the empty line ended the session
@@ -277,7 +278,7 @@ def test_interactive_session_ends_on_ctrl_d(trained: dict) -> None:
         raise EOFError
 
     out = io.StringIO()
-    session.chat_loop(model, tok, eof, out, 8, 0.0, None, 0)
+    repl.chat_loop(model, tok, eof, out, 8, 0.0, None, 0)
     assert out.getvalue().endswith("Ctrl-D ends.\n\n")
 
 

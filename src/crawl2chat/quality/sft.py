@@ -16,7 +16,7 @@ from typing import Any
 import great_expectations as gx
 import pandas as pd
 
-from crawl2chat.chat.evaluate import KINDS
+from crawl2chat.chat_eval.evaluate import KINDS
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.sft import EVAL_FILE, REPLIES_FILE
 from crawl2chat.tokenizer.special import SPECIAL_TOKENS

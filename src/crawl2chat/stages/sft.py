@@ -9,7 +9,7 @@ Out: ``models/sft``: the fine-tuned ``model.safetensors`` + ``config.json`` +
 
 Training rows come from the chat template: the loss is taken on assistant tokens only.
 ``train_layers`` freezes the rest of the model; ``epochs`` sets the number of steps from
-the data. Evaluation (chat/evaluate.py): the held-out assistant-token loss before and
+the data. Evaluation (chat_eval/evaluate.py): the held-out assistant-token loss before and
 after fine-tuning; format compliance, the share of held-out prompts whose reply the model
 ends with ``<|assistant_end|>`` within ``max_new_tokens`` (the one behaviour a chat model
 must have, whatever its size); and the refusal rates on harmful and on benign prompts.
@@ -38,10 +38,10 @@ from crawl2chat.chat.data import (
     repeats,
     split,
 )
-from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
-from crawl2chat.chat.refusal import load_prompts
-from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import to_examples
+from crawl2chat.chat_eval.evaluate import assistant_loss, evaluate, rates, reply
+from crawl2chat.chat_eval.refusal import load_prompts
+from crawl2chat.chat_eval.report import write_report
 from crawl2chat.config import ConfigError, build
 from crawl2chat.errors import InputError
 from crawl2chat.model.train import TrainCfg

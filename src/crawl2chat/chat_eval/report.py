@@ -1,6 +1,6 @@
 """The ``sft`` stage's ``report.md``: what was trained on, the evaluation, sample replies.
 
-In:  the stage's config, metrics and evaluation replies (chat/evaluate.py).
+In:  the stage's config, metrics and evaluation replies (chat_eval/evaluate.py).
 Out: ``report.md`` in the stage's output folder.
 """
 
@@ -103,7 +103,7 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, Any],
             or "none") + " |",
         "",
         "Refusals are detected by the phrases of the hand-written assistant set "
-        "(`crawl2chat.chat.refusal`).",
+        "(`crawl2chat.chat_eval.refusal`).",
         "",
         "![loss curve](loss_curve.png)",
         "",
