@@ -1,8 +1,8 @@
 """Evaluate a chat model: held-out assistant loss, format compliance, refusal rates.
 
-In:  a model + tokenizer, held-out :class:`Conversation` records, fixed prompts and the
-     harmful / benign prompt sets (chat_eval/refusal.py ``load_prompts``), and the sampling
-     settings of the ``sft`` config.
+In:  a model + tokenizer, held-out :class:`Conversation` records and the sources they came
+     from, fixed prompts and the harmful / benign prompt sets (chat_eval/refusal.py
+     ``load_prompts``), and the sampling settings of :class:`EvalCfg` (``sft.eval``).
 Out: the mean loss on assistant tokens, and one reply record per prompt:
      ``{kind, origin, source, prompt, reply, new_tokens, ended, refused}`` where ``kind``
      is ``heldout`` | ``prompt`` | ``harmful`` | ``benign`` and ``source`` the ``sft.data``
@@ -14,6 +14,8 @@ and the server generate them, so what is measured here is what a user gets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,14 +25,49 @@ from crawl2chat.chat.data import hash_sample
 from crawl2chat.chat.template import IGNORE, render_prompt
 from crawl2chat.chat.turns import Turn, complete
 from crawl2chat.chat_eval.refusal import is_refusal
+from crawl2chat.config import ConfigError
 
 if TYPE_CHECKING:
-    from crawl2chat.chat.data import Conversation
+    from crawl2chat.chat.data import Conversation, Source
     from crawl2chat.model.gpt import GPT
-    from crawl2chat.stages.sft import Cfg
     from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 KINDS = ("heldout", "prompt", "harmful", "benign")
+
+
+@dataclass
+class EvalCfg:
+    """The chat model's evaluation after fine-tuning, and its quality gate (``sft.eval``)."""
+
+    # held-out prompts answered for format compliance: a hash sample of this many of the
+    # judgeable ones; None = all of them
+    conversations: int | None = None
+    max_new_tokens: int = 64  # a compliant reply ends within this many tokens
+    # evaluation replies are sampled as `crawl2chat chat` samples by default, so the report
+    # shows what a user sees (greedy decoding of a small model repeats one safe reply)
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int | None = 50
+    prompts: list[str] = field(default_factory=list)  # answered into report.md
+    # refusal-rate prompt sets (JSONL {"prompt": ...}; null = not measured) and how many of
+    # each to ask (null = all)
+    harmful: str | None = "data/demo/chat/eval_harmful.jsonl"
+    benign: str | None = "data/demo/chat/eval_benign.jsonl"
+    refusal_prompts: int | None = None
+    # quality gate (crawl2chat.quality.sft)
+    min_format_compliance: float = 0.5
+    min_distinct_replies: float = 0.3  # distinct replies / replies: catches a collapsed model
+    max_heldout_loss: float = 10.0
+    min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
+    max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
+
+    def __post_init__(self) -> None:
+        if self.refusal_prompts is not None and self.refusal_prompts < 1:
+            raise ConfigError(f"sft.eval.refusal_prompts must be >= 1 or null, "
+                              f"got {self.refusal_prompts}")
+
+    def refusal_files(self) -> dict[str, str]:
+        """``{"harmful": path, "benign": path}``, the sets that are measured."""
+        return {k: f for k, f in (("harmful", self.harmful), ("benign", self.benign)) if f}
 
 
 @torch.inference_mode()
@@ -48,7 +85,7 @@ def assistant_loss(model: GPT, rows: list[dict[str, torch.Tensor]], batch_size: 
     return total / count if count else float("nan")
 
 
-def reply(model: GPT, tok: Tokenizer, messages: list[dict[str, str]], cfg: Cfg, seed: int
+def reply(model: GPT, tok: Tokenizer, messages: list[dict[str, str]], cfg: EvalCfg, seed: int
           ) -> Turn:
     """The model's next assistant turn after ``messages``, sampled as ``cfg`` says."""
     prompt = render_prompt(messages, tok)
@@ -63,7 +100,8 @@ def prompt_and_answer(conversation: Conversation) -> tuple[list[dict[str, str]],
     return messages[:last], messages[last]["content"]
 
 
-def judgeable(conversation: Conversation, tok: Tokenizer, cfg: Cfg, block_size: int) -> bool:
+def judgeable(conversation: Conversation, tok: Tokenizer, cfg: EvalCfg, block_size: int
+              ) -> bool:
     """Whether "ends its turn within max_new_tokens" is a fair question for this prompt:
     the reference answer itself is that short, and prompt + answer fit the context."""
     messages, answer = prompt_and_answer(conversation)
@@ -71,18 +109,18 @@ def judgeable(conversation: Conversation, tok: Tokenizer, cfg: Cfg, block_size: 
             and len(render_prompt(messages, tok)) + cfg.max_new_tokens <= block_size)
 
 
-def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], cfg: Cfg,
-             block_size: int, refusal_sets: dict[str, list[tuple[str, str]]]
+def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], sources: Sequence[Source],
+             cfg: EvalCfg, block_size: int, refusal_sets: dict[str, list[tuple[str, str]]]
              ) -> list[dict[str, Any]]:
-    """Replies to held-out prompts, the fixed eval prompts and the refusal sets
-    (``{"harmful": [(prompt, origin)], "benign": [...]}``)."""
+    """Replies to held-out prompts (``sources``: what their ``source`` indexes), the fixed
+    eval prompts and the refusal sets (``{"harmful": [(prompt, origin)], "benign": [...]}``)."""
     model.eval()
     judged = hash_sample([c for c in heldout if judgeable(c, tok, cfg, block_size)],
-                         cfg.eval_conversations)
-    jobs = [("heldout", prompt_and_answer(c)[0], c.origin, cfg.data[c.source].path)
+                         cfg.conversations)
+    jobs = [("heldout", prompt_and_answer(c)[0], c.origin, sources[c.source].path)
             for c in judged]
-    jobs += [("prompt", [{"role": "user", "content": p}], "sft.eval_prompts", None)
-             for p in cfg.eval_prompts]
+    jobs += [("prompt", [{"role": "user", "content": p}], "sft.eval.prompts", None)
+             for p in cfg.prompts]
     for kind, prompts in refusal_sets.items():
         jobs += [(kind, [{"role": "user", "content": p}], origin, None)
                  for p, origin in prompts]
