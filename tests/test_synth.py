@@ -1,6 +1,6 @@
 """``crawl2chat synth`` against our own server as the teacher, on loopback.
 
-The teacher is an untrained 1-layer GPT served by chat/server.py: its replies are random
+The teacher is an untrained 1-layer GPT served by serve/server.py: its replies are random
 tokens, which is all synth needs to be tested (schema, resume, retries, de-duplication).
 A second real local HTTP server in front of it fails requests on purpose (503, 429).
 """
@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from crawl2chat.chat.data import Source, load_sources
-from crawl2chat.chat.server import Limits, load_app, serving_in_background
-from crawl2chat.chat.synth import RateLimiter, SynthCfg, passage_seeds, run_synth, topic_seeds
-from crawl2chat.chat.synth_io import Output
 from crawl2chat.cli import main
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.serve.server import Limits, load_app, serving_in_background
+from crawl2chat.synth.files import Output, passage_seeds, topic_seeds
+from crawl2chat.synth.teacher import RateLimiter, SynthCfg, run_synth
 from crawl2chat.tokenizer.train import train_bpe
 
 TOPICS = "# seed topics\nGardening on a balcony\n\nThe history of tea\nLearning to juggle\n"

@@ -71,7 +71,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from crawl2chat.chat.session import run_chat
+    from crawl2chat.serve.repl import run_chat
 
     return run_chat(Path(args.model_dir), message=args.message,
                     max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -107,7 +107,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from crawl2chat.chat.server import Limits, run_server
+    from crawl2chat.serve.server import Limits, run_server
 
     limits = Limits(max_tokens=args.max_tokens, max_concurrency=args.max_concurrency,
                     top_k=args.top_k)
@@ -118,7 +118,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     import os
 
-    from crawl2chat.chat.synth import SynthCfg, passage_seeds, run_synth, topic_seeds
+    from crawl2chat.synth.files import passage_seeds, topic_seeds
+    from crawl2chat.synth.teacher import SynthCfg, run_synth
 
     seeds = topic_seeds(Path(args.topics)) if args.topics else passage_seeds(Path(args.passages))
     cfg = SynthCfg(endpoint=args.endpoint, model=args.model, out=Path(args.out), n=args.n,

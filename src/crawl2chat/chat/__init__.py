@@ -1,1 +1,1 @@
-"""Chat: conversation loading, the chat template with loss masks, chatting with a model."""
+"""Chat: conversation loading (SFT data), the chat template with loss masks, assistant turns."""

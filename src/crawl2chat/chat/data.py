@@ -23,13 +23,13 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.chat.formats import FORMATS, SUFFIXES, Candidate, candidates
-from crawl2chat.chat.oasst import MODES
+from crawl2chat.chat.formats import FORMATS, SUFFIXES, Candidate, record_conversations
+from crawl2chat.chat.oasst import MODES, tree_conversations
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 
@@ -139,6 +139,17 @@ def check(record: Any) -> tuple[tuple[tuple[str, str], ...], str | None]:
     if not any(role == "assistant" for role, _ in turns):
         return (), "no_assistant_turn"
     return tuple(pairs), None
+
+
+def candidates(path: Path, fmt: str, langs: Collection[str] = (), oasst_mode: str = "best"
+               ) -> Iterator[Candidate]:
+    """The conversations of one file in format ``fmt``, read by that format's reader;
+    ``langs`` keeps only those languages (records that name no language are kept, except
+    in OASST where every message does)."""
+    if fmt == "oasst":
+        yield from tree_conversations(path, langs, oasst_mode)
+    else:
+        yield from record_conversations(path, fmt, langs)
 
 
 def _collect(found: Iterator[Candidate], label: Path, seen: set[str], source: int = 0

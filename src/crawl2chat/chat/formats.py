@@ -6,10 +6,12 @@ In:  JSONL (``.jsonl``, or gzipped ``.jsonl.gz``) and Parquet (``.parquet``) fil
        UltraChat-style datasets ship;
      - ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``
        (``user`` / ``assistant`` accepted as ``from`` too);
-     - ``oasst``: OpenAssistant message rows or trees (flattened by chat/oasst.py).
+     - ``oasst``: OpenAssistant message rows or trees (read with :func:`read_records` and
+       flattened by chat/oasst.py).
 Out: :class:`Candidate` records: where the conversation came from (``file:line`` or
      ``file:row N``, rows counted from 0 as pyarrow does), its messages in the messages
-     format, or the reason it was skipped. Validation of the messages is chat/data.py's.
+     format, or the reason it was skipped. Which reader a source's format takes, and the
+     validation of the messages, are chat/data.py's.
 
 A file that is not what its ``format`` says fails on its first record with an
 :class:`InputError` naming ``file:line`` and the missing field; a line that is not JSON is
@@ -121,15 +123,10 @@ def _require_format(record: Record, fmt: str) -> None:
                          f"set this source's format (one of {', '.join(FORMATS)})")
 
 
-def candidates(path: Path, fmt: str, langs: Collection[str] = (), oasst_mode: str = "best"
-               ) -> Iterator[Candidate]:
-    """The conversations of one file in format ``fmt``; ``langs`` keeps only those languages
-    (records that name no language are kept, except in OASST where every message does)."""
-    if fmt == "oasst":
-        from crawl2chat.chat.oasst import conversations
-
-        yield from conversations(path, langs, oasst_mode)
-        return
+def record_conversations(path: Path, fmt: str, langs: Collection[str] = ()
+                         ) -> Iterator[Candidate]:
+    """One conversation per record of a file in format ``fmt`` (messages or sharegpt);
+    ``langs`` keeps only those languages (records that name no language are kept)."""
     if fmt not in _KEY_FIELD:
         raise InputError(f"{path}: unknown conversation format {fmt!r}; "
                          f"formats are {', '.join(FORMATS)}")

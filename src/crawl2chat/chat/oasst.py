@@ -126,8 +126,8 @@ def _cut(path: list[_Node]) -> list[_Node]:
     return path[: last + 1]
 
 
-def conversations(path: Path, langs: Collection[str] = (), mode: str = "best"
-                  ) -> Iterator[Candidate]:
+def tree_conversations(path: Path, langs: Collection[str] = (), mode: str = "best"
+                       ) -> Iterator[Candidate]:
     """The conversations of one OASST file (see the module docstring)."""
     if mode not in MODES:
         raise InputError(f"{path}: unknown OASST mode {mode!r}; modes are {', '.join(MODES)}")

@@ -1,9 +1,10 @@
 """Quality gate of the ``sft`` stage: the chat model ends its turns and learned something.
 
 In:  the stage's output folder (``eval.json``, ``replies.jsonl``, the model files) and its
-     ``Cfg`` (the thresholds). Out: tables with expectations, validated by the runner.
+     ``Cfg`` (the thresholds: ``min_train_conversations`` and those of ``sft.eval``).
+Out: tables with expectations, validated by the runner.
 Refusal rates are always checked to be rates in [0, 1] and to come from every prompt of
-their set; ``min_refusal_harmful`` / ``max_refusal_benign`` gate them only when set
+their set; ``eval.min_refusal_harmful`` / ``eval.max_refusal_benign`` gate them only when set
 (the defaults, 0 and 1, report without gating: a tiny model cannot meet real targets).
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import great_expectations as gx
 import pandas as pd
 
-from crawl2chat.chat.evaluate import KINDS
+from crawl2chat.chat_eval.evaluate import KINDS, EvalCfg
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.sft import EVAL_FILE, REPLIES_FILE
 from crawl2chat.tokenizer.special import SPECIAL_TOKENS
@@ -29,6 +30,7 @@ _CONTROL_TEXT = "|".join(t.replace("|", r"\|") for t in SPECIAL_TOKENS)
 
 
 def tables(out_dir: Path, cfg: Any) -> list[Table]:
+    limits: EvalCfg = cfg.eval
     metrics = json.loads((out_dir / EVAL_FILE).read_text())["metrics"]
     summary = pd.DataFrame([metrics])
     replies = pd.read_json(out_dir / REPLIES_FILE, lines=True, dtype=False) \
@@ -44,11 +46,11 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     return [
         Table("summary", summary, [
             E.ExpectColumnValuesToBeBetween(column="format_compliance",
-                                            min_value=cfg.min_format_compliance, max_value=1.0),
+                                            min_value=limits.min_format_compliance, max_value=1.0),
             E.ExpectColumnValuesToBeBetween(column="format_judged", min_value=1),
             E.ExpectColumnValuesToNotBeNull(column="heldout_loss"),  # NaN counts as null
             E.ExpectColumnValuesToBeBetween(column="heldout_loss", min_value=0.0,
-                                            max_value=cfg.max_heldout_loss),
+                                            max_value=limits.max_heldout_loss),
             # fine-tuning must lower the loss on conversations it never saw
             E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="base_heldout_loss",
                                                       column_B="heldout_loss"),
@@ -56,7 +58,7 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
                                             min_value=cfg.min_train_conversations),
             E.ExpectColumnValuesToBeBetween(column="tokens", min_value=1),
         ]),
-        *_refusal_tables(metrics, replies, cfg),
+        *_refusal_tables(metrics, replies, limits),
         Table("replies", replies, [
             E.ExpectColumnValuesToBeInSet(column="kind", value_set=list(KINDS)),
             E.ExpectColumnValuesToBeInSet(column="refused", value_set=[True, False]),
@@ -64,14 +66,14 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
             # a model that gives every prompt the same answer has collapsed, however well
             # it ends its turns
             E.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                column="reply", min_value=cfg.min_distinct_replies),
+                column="reply", min_value=limits.min_distinct_replies),
             # a reply shows text only: control tokens end a turn, they are never printed
             E.ExpectColumnValuesToNotMatchRegex(column="reply", regex=_CONTROL_TEXT),
             E.ExpectColumnValuesToBeBetween(column="new_tokens", min_value=0,
-                                            max_value=cfg.max_new_tokens),
+                                            max_value=limits.max_new_tokens),
         ]),
         Table("eval_prompts", replies[replies["kind"] == "prompt"], [
-            E.ExpectTableRowCountToEqual(value=len(cfg.eval_prompts)),  # every one answered
+            E.ExpectTableRowCountToEqual(value=len(limits.prompts)),  # every one answered
         ]),
         Table("files", files, [
             E.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
@@ -84,13 +86,13 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     ]
 
 
-def _refusal_tables(metrics: dict[str, float], replies: pd.DataFrame, cfg: Any
+def _refusal_tables(metrics: dict[str, float], replies: pd.DataFrame, cfg: EvalCfg
                     ) -> list[Table]:
     """One table per refusal set the stage measured (a set set to null is not)."""
     tables = []
     for kind, low, high in (("harmful", cfg.min_refusal_harmful, 1.0),
                             ("benign", 0.0, cfg.max_refusal_benign)):
-        if getattr(cfg, f"eval_{kind}") is None:
+        if getattr(cfg, kind) is None:
             continue
         asked = int((replies["kind"] == kind).sum())
         rate = pd.DataFrame([{"rate": metrics.get(f"refusal_{kind}"),

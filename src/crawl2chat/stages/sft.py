@@ -2,16 +2,16 @@
 
 In:  ``models/base`` (weights, config, tokenizer), the conversation sources of ``sft.data``
      (messages, ShareGPT or OASST files; JSONL or Parquet; by default ``data/demo/chat``)
-     and the refusal prompt sets ``sft.eval_harmful`` / ``sft.eval_benign``.
+     and the refusal prompt sets ``sft.eval.harmful`` / ``sft.eval.benign``.
 Out: ``models/sft``: the fine-tuned ``model.safetensors`` + ``config.json`` +
      ``tokenizer/``, ``loss_curve.png``, ``eval.json`` (the evaluation's numbers),
      ``replies.jsonl`` (every generated evaluation reply) and ``report.md``.
 
 Training rows come from the chat template: the loss is taken on assistant tokens only.
 ``train_layers`` freezes the rest of the model; ``epochs`` sets the number of steps from
-the data. Evaluation (chat/evaluate.py): the held-out assistant-token loss before and
+the data. Evaluation (chat_eval/evaluate.py): the held-out assistant-token loss before and
 after fine-tuning; format compliance, the share of held-out prompts whose reply the model
-ends with ``<|assistant_end|>`` within ``max_new_tokens`` (the one behaviour a chat model
+ends with ``<|assistant_end|>`` within ``eval.max_new_tokens`` (the one behaviour a chat model
 must have, whatever its size); and the refusal rates on harmful and on benign prompts.
 """
 
@@ -38,10 +38,10 @@ from crawl2chat.chat.data import (
     repeats,
     split,
 )
-from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
-from crawl2chat.chat.refusal import load_prompts
-from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import to_examples
+from crawl2chat.chat_eval.evaluate import EvalCfg, assistant_loss, evaluate, rates, reply
+from crawl2chat.chat_eval.refusal import load_prompts
+from crawl2chat.chat_eval.report import write_report
 from crawl2chat.config import ConfigError, build
 from crawl2chat.errors import InputError
 from crawl2chat.model.train import TrainCfg
@@ -70,27 +70,8 @@ class Cfg:
     # what is trained: all | last_N (the last N blocks + final norm) | a list of name
     # patterns (fnmatch) such as ["transformer.h.3.*"]; the rest is frozen
     train_layers: str | list[str] = "all"
-    # held-out prompts answered for format compliance: a hash sample of this many of the
-    # judgeable ones; None = all of them
-    eval_conversations: int | None = None
-    max_new_tokens: int = 64  # a compliant reply ends within this many tokens
-    # evaluation replies are sampled as `crawl2chat chat` samples by default, so the report
-    # shows what a user sees (greedy decoding of a small model repeats one safe reply)
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int | None = 50
-    eval_prompts: list[str] = field(default_factory=list)  # answered into report.md
-    # refusal-rate prompt sets (JSONL {"prompt": ...}; null = not measured) and how many of
-    # each to ask (null = all)
-    eval_harmful: str | None = "data/demo/chat/eval_harmful.jsonl"
-    eval_benign: str | None = "data/demo/chat/eval_benign.jsonl"
-    refusal_prompts: int | None = None
-    # quality gate (crawl2chat.quality.sft)
-    min_format_compliance: float = 0.5
-    min_distinct_replies: float = 0.3  # distinct replies / replies: catches a collapsed model
-    min_train_conversations: int = 100
-    max_heldout_loss: float = 10.0
-    min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
-    max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
+    eval: EvalCfg = field(default_factory=EvalCfg)  # the evaluation and its quality gate
+    min_train_conversations: int = 100  # quality gate (crawl2chat.quality.sft)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -100,9 +81,6 @@ class Cfg:
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ConfigError(f"sft.heldout_fraction must be in (0, 1), "
                               f"got {self.heldout_fraction}")
-        if self.refusal_prompts is not None and self.refusal_prompts < 1:
-            raise ConfigError(f"sft.refusal_prompts must be >= 1 or null, "
-                              f"got {self.refusal_prompts}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"sft.epochs must be > 0 or null, got {self.epochs}")
         layers = self.train_layers
@@ -112,16 +90,12 @@ class Cfg:
                               f"name patterns, got {layers!r}")
 
 
-def _refusal_files(cfg: Cfg) -> dict[str, str]:
-    return {k: f for k, f in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)) if f}
-
-
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
     """The conversation files and refusal prompt sets: lineage records their digests."""
     files = [f for source in cfg.data for f in source.files(root)]
-    for key, name in _refusal_files(cfg).items():
+    for key, name in cfg.eval.refusal_files().items():
         if not (root / name).is_file():
-            raise InputError(f"sft.eval_{key}: no such file {root / name}")
+            raise InputError(f"sft.eval.{key}: no such file {root / name}")
         files.append(root / name)
     return files
 
@@ -195,8 +169,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     if block_size > model.config.block_size:
         raise ConfigError(f"sft.block_size {block_size} exceeds the base model's context "
                           f"{model.config.block_size}")
-    refusal_sets = {k: load_prompts(root / f)[: cfg.refusal_prompts]
-                    for k, f in _refusal_files(cfg).items()}
+    refusal_sets = {k: load_prompts(root / f)[: cfg.eval.refusal_prompts]
+                    for k, f in cfg.eval.refusal_files().items()}
 
     loaded = load_sources(cfg.data, root)
     train, heldout = split(loaded.conversations, cfg.heldout_fraction)
@@ -217,12 +191,12 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
 
     base_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
     fitted = fit(model, Rows(rows), Rows(heldout_rows), train_cfg, out_dir,
-                 sample_fn=(lambda m: [reply(m, tok, [{"role": "user", "content": p}], cfg,
-                                             0).text() for p in cfg.eval_prompts[:2]]),
+                 sample_fn=(lambda m: [reply(m, tok, [{"role": "user", "content": p}], cfg.eval,
+                                             0).text() for p in cfg.eval.prompts[:2]]),
                  reference_lines={"base model, held-out": base_loss})
     model.to(device)  # Lightning hands the model back on the CPU
     heldout_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
-    replies = evaluate(model, tok, heldout, cfg, block_size, refusal_sets)
+    replies = evaluate(model, tok, heldout, cfg.data, cfg.eval, block_size, refusal_sets)
     measured = rates(replies)
 
     metrics: dict[str, Any] = {
@@ -251,5 +225,6 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         {"metrics": metrics, "cfg": asdict(cfg)}, indent=2, default=str) + "\n")
     (out_dir / REPLIES_FILE).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies))
-    write_report(out_dir, cfg, metrics, replies)
+    write_report(out_dir, metrics, replies, cfg=cfg.eval, sources=cfg.data,
+                 train_layers=cfg.train_layers)
     return metrics

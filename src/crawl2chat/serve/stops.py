@@ -1,6 +1,6 @@
 """A generated turn as text pieces, cut before the first stop sequence (OpenAI's ``stop``).
 
-In:  a :class:`~crawl2chat.chat.session.Turn` (not yet generated) and stop strings.
+In:  a :class:`~crawl2chat.chat.turns.Turn` (not yet generated) and stop strings.
 Out: the turn's text in pieces as it is generated. The text up to the earliest stop
      sequence is sent, the stop sequence itself never; generation ends there and
      ``stopped`` is set (the server then reports ``finish_reason: "stop"``).
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from crawl2chat.chat.session import Turn
+    from crawl2chat.chat.turns import Turn
 
 
 def _held(text: str, stops: Sequence[str]) -> int:

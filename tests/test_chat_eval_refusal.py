@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crawl2chat.chat.refusal import is_refusal, load_prompts
+from crawl2chat.chat_eval.refusal import is_refusal, load_prompts
 from crawl2chat.errors import InputError
 
 CHAT = Path(__file__).resolve().parents[1] / "data/demo/chat"

@@ -1,7 +1,7 @@
 """``crawl2chat synth``: a teacher model writes conversations from seed topics or passages.
 
-In:  seeds (:func:`topic_seeds`: one topic a line; :func:`passage_seeds`: documents of the
-     ``text`` stage, ``data/text/documents.parquet``) and a teacher behind any
+In:  seeds (synth/files.py: ``topic_seeds``, one topic a line; ``passage_seeds``, documents
+     of the ``text`` stage, ``data/text/documents.parquet``) and a teacher behind any
      OpenAI-compatible ``POST {endpoint}/chat/completions`` (our own ``crawl2chat serve``
      included).
 Out: a messages-format JSONL file, one conversation a line, usable as an ``sft.data``
@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx
 
-from crawl2chat.chat.synth_io import Output, Seed, passage_seeds, topic_seeds
 from crawl2chat.errors import InputError
+from crawl2chat.synth.files import Output, Seed
 
 log = logging.getLogger("crawl2chat.synth")
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -46,8 +46,6 @@ OPENER = ("You write the first message a curious person sends to an AI assistant
 FOLLOW_UP = ("You play a person talking with an AI assistant. Read the conversation and "
              "write the person's next message: a natural follow-up question. Write only "
              "that message.")
-
-__all__ = ["Seed", "SynthCfg", "passage_seeds", "run_synth", "topic_seeds"]
 
 
 @dataclass

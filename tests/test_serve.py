@@ -22,10 +22,10 @@ import openai
 import pytest
 import torch
 
-from crawl2chat.chat.server import Limits, load_app, serving_in_background
 from crawl2chat.chat.template import render_prompt, to_examples
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.serve.server import Limits, load_app, serving_in_background
 from crawl2chat.tokenizer.train import train_bpe
 
 CAP = 40  # the server's max_tokens cap in these tests

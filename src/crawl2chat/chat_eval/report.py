@@ -1,19 +1,21 @@
 """The ``sft`` stage's ``report.md``: what was trained on, the evaluation, sample replies.
 
-In:  the stage's config, metrics and evaluation replies (chat/evaluate.py).
+In:  the stage's metrics, the evaluation's replies and :class:`EvalCfg`
+     (chat_eval/evaluate.py), the conversation sources and which layers were trained.
 Out: ``report.md`` in the stage's output folder.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crawl2chat.chat.data import SKIP_REASONS, Source
 
 if TYPE_CHECKING:
-    from crawl2chat.stages.sft import Cfg
+    from crawl2chat.chat_eval.evaluate import EvalCfg
 
 
 def _fmt(value: float) -> str:
@@ -66,14 +68,15 @@ def _refusal_lines(m: dict[str, float], replies: list[dict[str, Any]]) -> list[s
     return lines
 
 
-def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, Any],
-                  replies: list[dict[str, Any]]) -> None:
+def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str, Any]], *,
+                 cfg: EvalCfg, sources: Sequence[Source], train_layers: str | list[str]
+                 ) -> None:
     m = metrics
     judged = int(m["format_judged"])
     heldout = [r for r in replies if r["kind"] == "heldout"]
-    trained = "all" if cfg.train_layers == "all" else (
+    trained = "all" if train_layers == "all" else (
         f"{int(m['trainable_params']):,} of {int(m['params']):,} (train_layers "
-        f"{cfg.train_layers})")
+        f"{train_layers})")
     lines = [
         "# SFT: chat model",
         "",
@@ -81,7 +84,7 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, Any],
         f"({m['train_time_s']:.0f} s), on {int(m['records']):,} conversations "
         f"({int(m['trained_conversations']):,} with repeats: {int(m['tokens']):,} assistant "
         f"tokens in {int(m['rows']):,} rows of {int(m['block_size'])} tokens) from "
-        + ", ".join(_source(s) for s in cfg.data) + ". The loss is taken on assistant "
+        + ", ".join(_source(s) for s in sources) + ". The loss is taken on assistant "
         f"tokens only; parameters trained: {trained}. Precision {m['precision']} "
         f"({m['precision_reason']}).",
         "",
@@ -103,7 +106,7 @@ def write_report(out_dir: Path, cfg: Cfg, metrics: dict[str, Any],
             or "none") + " |",
         "",
         "Refusals are detected by the phrases of the hand-written assistant set "
-        "(`crawl2chat.chat.refusal`).",
+        "(`crawl2chat.chat_eval.refusal`).",
         "",
         "![loss curve](loss_curve.png)",
         "",

@@ -1,0 +1,1 @@
+"""Evaluation of a chat model: held-out loss, format compliance, refusal rates, the SFT report."""

@@ -1,0 +1,1 @@
+"""Synthetic conversations: a teacher model behind an OpenAI-compatible endpoint writes them."""
