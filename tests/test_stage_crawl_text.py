@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from crawl2chat.config import ConfigError
+from crawl2chat.crawl.warc import WarcShardWriter
 from crawl2chat.errors import InputError
+from crawl2chat.parallel import RunnerCfg
 from crawl2chat.quality import GateFailed, gate
 from crawl2chat.stages import crawl, text
-from crawl2chat.web.parallel import RunnerCfg
-from crawl2chat.web.warc import WarcShardWriter
 
 EN = {
     "bread": ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli "

@@ -29,8 +29,8 @@ import pandas as pd
 
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, DOCUMENTS, REMOVED, REMOVED_COLUMNS
-from crawl2chat.web.dedup import text_hash
-from crawl2chat.web.pii import PATTERN_KINDS
+from crawl2chat.text.dedup import text_hash
+from crawl2chat.text.pii import PATTERN_KINDS
 
 E = gx.expectations
 REASON = r"^(?:url|extract|lang|gopher_rep|gopher_quality|c4|fineweb|dedup|mix|pii):[a-z0-9_-]+"

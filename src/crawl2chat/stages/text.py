@@ -6,7 +6,7 @@ text) and ``removed.parquet`` (doc_id, url, reason, text) -- every page is in ex
 one of them --, ``counts.json`` (per-step counts, achieved language mix, PII counts),
 ``report.md`` and ``funnel.png``.
 
-Steps, in order (``crawl2chat.web.pipeline.ORDER``), each dropping with a reason
+Steps, in order (``crawl2chat.text.pipeline.ORDER``), each dropping with a reason
 ``<step>:<why>``: ``url`` (FineWeb's blocklist) -> ``extract`` (trafilatura) -> ``lang``
 (fastText; per-language minimum score) -> ``gopher_rep`` -> ``gopher_quality`` -> ``c4``
 -> ``fineweb`` -> ``dedup`` (exact, then MinHash LSH; the first copy in crawl order
@@ -14,7 +14,7 @@ wins) -> ``mix`` (drops documents of over-represented languages to reach the tar
 shares) -> ``pii`` (redacts, never drops).
 
 Parallel: the crawl is cut into slices of ``chunk_records`` records
-(:mod:`crawl2chat.web.chunks`); each slice is a Prefect task that runs the URL filter,
+(:mod:`crawl2chat.text.chunks`); each slice is a Prefect task that runs the URL filter,
 the per-document steps and the dedup hashing; a second task per slice removes PII.
 They run on the task runner ``runner`` names (threads, processes, Dask). Dedup and the
 language mix need the whole crawl and run here, on results taken in crawl order, so the
@@ -28,14 +28,15 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crawl2chat import parallel
+from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
-from crawl2chat.web import chunks, mix, parallel
-from crawl2chat.web.funnel import write_report
-from crawl2chat.web.minhash import MinHashDedup
-from crawl2chat.web.pipeline import ORDER, Cfg
-from crawl2chat.web.steps import Doc, StepStats, new_stats
-from crawl2chat.web.urlfilter import UrlFilter, load_blocklist
-from crawl2chat.web.warc import ReadStats
+from crawl2chat.text import chunks, mix
+from crawl2chat.text.funnel import write_report
+from crawl2chat.text.minhash import MinHashDedup
+from crawl2chat.text.pipeline import ORDER, Cfg
+from crawl2chat.text.steps import Doc, StepStats, new_stats
+from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crawl2chat.web.dedup import ExactDedup, normalize, text_hash
-from crawl2chat.web.extract import (
+from crawl2chat.text.dedup import ExactDedup, normalize, text_hash
+from crawl2chat.text.extract import (
     Verdict,
     decode_html,
     extract,
@@ -13,7 +13,7 @@ from crawl2chat.web.extract import (
     main_text,
     meta_charset,
 )
-from crawl2chat.web.langid import LanguageId, language_filter, model_path
+from crawl2chat.text.langid import LanguageId, language_filter, model_path
 
 EN = ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli and "
       "yeast. The long fermentation gives the bread its slightly sour taste and chewy texture.",

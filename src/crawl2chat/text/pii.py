@@ -15,9 +15,9 @@ left (the quality gate asks it for the pattern kinds: none may be).
   the configured regions; it only accepts numbers valid for their country, which keeps
   dates, version numbers and ordinary numbers. The US range kept for fiction
   (555-0100..0199) is nobody's.
-- person: spaCy's English NER, see :mod:`crawl2chat.web.pii_names`; only in documents
+- person: spaCy's English NER, see :mod:`crawl2chat.text.pii_names`; only in documents
   whose language is in ``person_languages`` or not known.
-- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.web.pii_address`.
+- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.text.pii_address`.
 
 Where matches overlap, e-mail/IP/phone win over addresses, and addresses over names.
 Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``,
@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crawl2chat.config import ConfigError
-from crawl2chat.web.pii_address import STATES, address_spans
+from crawl2chat.text.pii_address import STATES, address_spans
 
 if TYPE_CHECKING:
-    from crawl2chat.web.steps import Doc
+    from crawl2chat.text.steps import Doc
 
 EMAIL = re.compile(
     r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:(?:[A-Za-z0-9]"
@@ -114,7 +114,7 @@ class PiiRedactor:
         kinds = set(kinds) & set(self.enabled())
         names: list[list[tuple[int, int]]] = [[] for _ in texts]
         if "PERSON" in kinds:
-            from crawl2chat.web.pii_names import person_spans
+            from crawl2chat.text.pii_names import person_spans
 
             # no language (None, ""): the caller does not know it; look for names anyway
             todo = [i for i, lang in enumerate(langs)

@@ -1,6 +1,6 @@
 """FineWeb's own three quality rules (Penedo et al. 2024, datatrove's FineWebQualityFilter).
 
-In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep) or the rule that fired:
+In: a :class:`~crawl2chat.text.steps.Doc`. Out: None (keep) or the rule that fired:
 ``line_punct_ratio`` (under 12% of lines end in terminal punctuation),
 ``short_line_ratio`` (over 67% of lines have at most 30 characters),
 ``char_dup_ratio`` (over 1% of characters sit in repeated lines) or ``list_ratio``
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crawl2chat.web.gopher import find_duplicates
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import TERMINAL, words
+from crawl2chat.text.gopher import find_duplicates
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import TERMINAL, words
 
 
 @dataclass

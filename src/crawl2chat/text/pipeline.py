@@ -2,7 +2,7 @@
 
 In: the ``text`` config section. Out: :class:`Cfg`, and :func:`doc_steps`: extraction,
 language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order, without the
-ones ``skip_steps`` names. :mod:`crawl2chat.web.chunks` runs them on slices of the
+ones ``skip_steps`` names. :mod:`crawl2chat.text.chunks` runs them on slices of the
 crawl as parallel tasks (``runner``); the steps that need the whole crawl (MinHash
 dedup, language mix) run in the stage itself.
 """
@@ -15,15 +15,15 @@ from functools import cache
 from typing import Any
 
 from crawl2chat.config import ConfigError
-from crawl2chat.web.c4 import C4
-from crawl2chat.web.extract import extract
-from crawl2chat.web.fineweb import FineWebRules
-from crawl2chat.web.gopher import GopherQuality, GopherRepetition
-from crawl2chat.web.langid import LanguageId
-from crawl2chat.web.minhash import MinHasher
-from crawl2chat.web.parallel import RunnerCfg
-from crawl2chat.web.pii import PiiRedactor
-from crawl2chat.web.steps import Doc, Step
+from crawl2chat.parallel import RunnerCfg
+from crawl2chat.text.c4 import C4
+from crawl2chat.text.extract import extract
+from crawl2chat.text.fineweb import FineWebRules
+from crawl2chat.text.gopher import GopherQuality, GopherRepetition
+from crawl2chat.text.langid import LanguageId
+from crawl2chat.text.minhash import MinHasher
+from crawl2chat.text.pii import PiiRedactor
+from crawl2chat.text.steps import Doc, Step
 
 # every step in pipeline order; the stage's funnel follows it
 ORDER = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "dedup",

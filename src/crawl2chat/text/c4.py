@@ -1,6 +1,6 @@
 """The C4 rules (Raffel et al. 2020, as datatrove's ``C4QualityFilter`` applies them).
 
-In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep; ``doc.text`` is rewritten
+In: a :class:`~crawl2chat.text.steps.Doc`. Out: None (keep; ``doc.text`` is rewritten
 without the lines the rules remove) or ``lorem_ipsum``, ``curly_bracket`` or
 ``too_few_sentences``. Per line: lines with a word over ``max_word_length`` characters,
 with fewer than ``min_words_per_line`` words, mentioning javascript or a cookie/terms
@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import sentences
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")

@@ -1,6 +1,6 @@
 """Gopher's repetition and quality rules (Rae et al. 2021, as datatrove implements them).
 
-In: a :class:`~crawl2chat.web.steps.Doc` with extracted text and its language.
+In: a :class:`~crawl2chat.text.steps.Doc` with extracted text and its language.
 Out: None (keep) or the rule that fired, e.g. ``dup_line_frac``, ``top_2_gram``,
 ``duplicated_5_n_grams``, ``short_doc``, ``below_avg_word_length``, ``few_stop_words``.
 Defaults are the published thresholds; a ratio equal to its threshold is kept (the
@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import PUNCTUATION_SET, words
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import PUNCTUATION_SET, words
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")

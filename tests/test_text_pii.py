@@ -14,11 +14,11 @@ import pytest
 
 from crawl2chat import config
 from crawl2chat.config import ConfigError
-from crawl2chat.web import pii_names
-from crawl2chat.web.pii import PATTERN_KINDS, PiiRedactor, without_overlaps
-from crawl2chat.web.pii_address import address_spans
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.tools import pii_lines
+from crawl2chat.text import pii_names
+from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor, without_overlaps
+from crawl2chat.text.pii_address import address_spans
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.tools import pii_lines
 
 SURVIVORS = ["London", "Berlin", "Python 3.11", "24 October 2022", "version 2.4.1", "chapter 12",
              "42 apples", "RFC 2616", "Debian 12", "Chapter 12 Section 4"]

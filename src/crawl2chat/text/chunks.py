@@ -12,7 +12,7 @@ and the stage's settings. Out:
   for the whole crawl.
 - :func:`redact_chunk` removes PII from the kept texts of one slice.
 
-Both are plain functions of picklable arguments (see :mod:`crawl2chat.web.parallel`).
+Both are plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crawl2chat.web.dedup import text_hash
-from crawl2chat.web.pipeline import Cfg, doc_steps
-from crawl2chat.web.steps import Doc, Step, StepStats, new_stats, run_steps
-from crawl2chat.web.urlfilter import UrlFilter
-from crawl2chat.web.warc import ReadStats, iter_responses
+from crawl2chat.crawl.warc import ReadStats, iter_responses
+from crawl2chat.text.dedup import text_hash
+from crawl2chat.text.pipeline import Cfg, doc_steps
+from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
+from crawl2chat.text.urlfilter import UrlFilter
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crawl2chat.web.pii import PiiRedactor
+    from crawl2chat.text.pii import PiiRedactor
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 
-from crawl2chat.web.extract import Verdict, drop, keep
+from crawl2chat.text.extract import Verdict, drop, keep
 
 
 def normalize(text: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from crawl2chat.errors import InputError
-from crawl2chat.web.extract import Verdict, drop, keep
+from crawl2chat.text.extract import Verdict, drop, keep
 
 MODEL_FILE = "resources/lid.176.ftz"
 _LABEL = "__label__"
