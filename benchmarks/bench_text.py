@@ -100,7 +100,7 @@ def _url_keep(hosts: set[str]):
 
 
 def _lang_keep(doc: Any) -> bool:
-    from crawl2chat.text.pipeline import language_model
+    from crawl2chat.text.langid import language_model
 
     lang, score = language_model().predict(doc.text)
     doc.metadata.update(language=lang, language_score=score)

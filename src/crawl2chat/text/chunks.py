@@ -3,6 +3,8 @@
 In: the crawl's index (``warc_file``, ``offset``, ``length`` per record, in crawl order)
 and the stage's settings. Out:
 
+- :func:`doc_steps` lists the steps that work on one document alone: extraction,
+  language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order.
 - :func:`plan` cuts every shard into near-equal runs of consecutive records, at most
   ``chunk_records`` each, in crawl order. The cut depends on the index and
   ``chunk_records`` only, never on the worker count, so neither does the output.
@@ -21,7 +23,7 @@ import io
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,9 @@ import numpy as np
 
 from crawl2chat.crawl.warc import ReadStats, iter_responses
 from crawl2chat.text.dedup import text_hash
-from crawl2chat.text.pipeline import Cfg, doc_steps
+from crawl2chat.text.extract import Extraction
+from crawl2chat.text.langid import Language
+from crawl2chat.text.recipe import Cfg
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
 from crawl2chat.text.urlfilter import UrlFilter
 
@@ -66,6 +70,15 @@ class Filtered:
     outcomes: list[Outcome]
     stats: dict[str, StepStats]
     read: ReadStats = field(default_factory=ReadStats)
+
+
+def doc_steps(cfg: Cfg) -> list[Step]:
+    """The per-document steps in order, without the ones ``skip_steps`` names (extraction
+    always runs: every later step reads its text)."""
+    steps: list[Step] = [Extraction(cfg.min_chars, cfg.max_html_bytes),
+                         Language(cfg.min_scores), cfg.gopher_rep, cfg.gopher_quality,
+                         cfg.c4, cfg.fineweb]
+    return [s for s in steps if s.name not in cfg.skip_steps or s.name == "extract"]
 
 
 def plan(index: pd.DataFrame, chunk_records: int) -> list[Chunk]:
@@ -111,17 +124,21 @@ def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | N
     return Filtered(outcomes, stats, read)
 
 
-def redact_chunk(texts: list[str], langs: list[str], pii: PiiRedactor,
+def redact_chunk(docs: list[Doc], pii: PiiRedactor,
                  ) -> tuple[list[str], Counter[str], StepStats]:
-    """PII removed from one slice's kept texts; replacements per kind; the step's counts."""
-    stats = StepStats("pii", docs_in=len(texts), docs_out=len(texts),
-                      tokens_in=sum(len(t.split()) for t in texts))
+    """PII removed from one slice's kept pages: their texts, replacements per kind, and
+    the step's counts (it never drops). The NER reads the slice's texts in one batch."""
+    stats = StepStats("pii")
+    tokens_in = [doc.tokens() for doc in docs]
     start = time.perf_counter()
-    done = pii.redact_many(texts, langs)
+    done = pii.redact_many([doc.text for doc in docs], [doc.lang for doc in docs])
     stats.seconds = time.perf_counter() - start
     found: Counter[str] = Counter()
-    for _, counts in done:
+    texts = []
+    for doc, tokens, (text, counts) in zip(docs, tokens_in, done, strict=True):
+        # a copy: with threads the stage's own page would change under it
+        redacted = replace(doc, text=text)
+        stats.count(redacted, None, tokens)
         found.update(counts)
-    out = [text for text, _ in done]
-    stats.tokens_out = sum(len(t.split()) for t in out)
-    return out, found, stats
+        texts.append(text)
+    return texts, found, stats

@@ -1,29 +1,22 @@
-"""The text stage's settings and the steps that work on one document alone.
+"""The text recipe's settings: the ``text`` section of the config, checked.
 
-In: the ``text`` config section. Out: :class:`Cfg`, and :func:`doc_steps`: extraction,
-language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order, without the
-ones ``skip_steps`` names. :mod:`crawl2chat.text.chunks` runs them on slices of the
-crawl as parallel tasks (``runner``); the steps that need the whole crawl (MinHash
-dedup, language mix) run in the stage itself.
+In: the ``text`` config section. Out: :class:`Cfg` (with ``shares`` and ``min_scores``
+per language worked out) and :data:`ORDER`, every step's name in pipeline order; each
+step's own settings are the section of its name.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from crawl2chat.config import ConfigError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.text.c4 import C4
-from crawl2chat.text.extract import extract
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
-from crawl2chat.text.langid import LanguageId
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.pii import PiiRedactor
-from crawl2chat.text.steps import Doc, Step
 
 # every step in pipeline order; the stage's funnel follows it
 ORDER = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "dedup",
@@ -83,52 +76,3 @@ class Cfg:
             if getattr(self, name) < (0 if name == "min_chars" else 1):
                 raise ConfigError(f"text.{name}: too small: {getattr(self, name)}")
 
-
-@dataclass
-class Extraction:
-    """Step ``extract``: charset decoding, trafilatura main text, minimum length."""
-
-    min_chars: int
-    max_html_bytes: int
-    name: str = field(default="extract", init=False)
-
-    def __call__(self, doc: Doc) -> str | None:
-        got = extract(doc.html, doc.content_type, doc.url, min_chars=self.min_chars,
-                      max_html_bytes=self.max_html_bytes)
-        doc.text, doc.encoding, doc.html = got.text, got.encoding, b""
-        return None if got.verdict.keep else got.verdict.reason.removeprefix("extract:")
-
-
-@dataclass
-class Language:
-    """Step ``lang``: fastText lid.176; keep configured languages at their min score."""
-
-    min_scores: dict[str, float]
-    name: str = field(default="lang", init=False)
-
-    def __call__(self, doc: Doc) -> str | None:
-        doc.lang, doc.lang_score = language_model().predict(doc.text)
-        ok = doc.lang in self.min_scores and doc.lang_score >= self.min_scores[doc.lang]
-        return None if ok else f"{doc.lang}:{doc.lang_score:.2f}"
-
-
-_LOCK = threading.Lock()
-
-
-@cache
-def _language_model() -> LanguageId:
-    return LanguageId()
-
-
-def language_model() -> LanguageId:
-    """The fastText model, loaded once per process (tasks on threads share it)."""
-    with _LOCK:
-        return _language_model()
-
-
-def doc_steps(cfg: Cfg) -> list[Step]:
-    """The per-document steps in order, without the ones ``skip_steps`` names."""
-    steps: list[Step] = [Extraction(cfg.min_chars, cfg.max_html_bytes),
-                         Language(cfg.min_scores), cfg.gopher_rep, cfg.gopher_quality,
-                         cfg.c4, cfg.fineweb]
-    return [s for s in steps if s.name not in cfg.skip_steps or s.name == "extract"]
