@@ -95,7 +95,7 @@ def crawled(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 # the literal pages are a few sentences long: the prose-quality rules (>= 50 words, >= 5
-# sentences) are tested on their own in test_web_filters.py
+# sentences) are tested on their own in test_text_filters.py
 SHORT_PAGES = ["gopher_rep", "gopher_quality", "c4", "fineweb"]
 
 

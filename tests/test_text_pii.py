@@ -172,8 +172,11 @@ def test_fake_values_are_realistic_deterministic_and_nobodys(offline: None):
 def test_config_section_builds_the_redactor(offline: None):
     from pathlib import Path
 
+    from crawl2chat.stages import text
+    from crawl2chat.text.recipe import kwargs
+
     tree = config.compose(Path(__file__).resolve().parents[1], [])
-    built = config.build(PiiRedactor, tree["text"]["pii"], "text.pii")
+    built = PiiRedactor(**kwargs(config.build(text.Cfg, tree["text"], "text").pii))
     assert built.enabled() == ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")
     assert built.person_languages == ["en"]
     assert pickle.loads(pickle.dumps(built)) == built  # it travels to worker processes

@@ -34,8 +34,9 @@ from crawl2chat.errors import InputError
 from crawl2chat.text import chunks, mix
 from crawl2chat.text.dedup import ExactDedup
 from crawl2chat.text.funnel import write_report
-from crawl2chat.text.minhash import MinHashDedup
-from crawl2chat.text.recipe import ORDER, Cfg
+from crawl2chat.text.minhash import MinHashDedup, MinHasher
+from crawl2chat.text.pii import PiiRedactor
+from crawl2chat.text.recipe import ORDER, Cfg, kwargs
 from crawl2chat.text.steps import Doc, StepStats, new_stats
 from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
 
@@ -107,7 +108,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     stats = new_stats(ORDER)
     removed: list[tuple[Doc, str]] = []
     survivors: list[tuple[int, Doc]] = []  # (slice number, page) in crawl order
-    exact, near = ExactDedup(), MinHashDedup(cfg.dedup)
+    exact, near = ExactDedup(), MinHashDedup(MinHasher(**kwargs(cfg.dedup)))
     window = 4 * cfg.runner.workers  # units in flight: enough to keep every worker busy
     with parallel.task_runner(cfg.runner) as runner:
         units = ({"in_dir": in_dir, "chunk": c, "cfg": cfg, "url_filter": url_filter}
@@ -143,7 +144,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         kept = [doc for pages in by_slice.values() for doc in pages]
         pii_counts: Counter[str] = Counter()
         if "pii" not in cfg.skip_steps:  # per slice again: NER is the slowest step
-            units = ({"docs": pages, "pii": cfg.pii} for pages in by_slice.values())
+            redactor = PiiRedactor(**kwargs(cfg.pii))
+            units = ({"docs": pages, "pii": redactor} for pages in by_slice.values())
             for pages, (texts, found, step) in zip(
                     by_slice.values(), parallel.map_ordered(runner, chunks.redact_chunk, units,
                                                           window), strict=True):

@@ -12,7 +12,7 @@ and the stage's settings. Out:
   and the per-document steps, and gives every survivor its exact-duplicate hash and
   MinHash signature, so that only the cheap, order-dependent part of dedup is left
   for the whole crawl.
-- :func:`redact_chunk` removes PII from the kept texts of one slice.
+- :func:`redact_chunk` removes PII from the kept pages of one slice.
 
 Both are plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
 """
@@ -30,10 +30,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from crawl2chat.crawl.warc import ReadStats, iter_responses
+from crawl2chat.text.c4 import C4
 from crawl2chat.text.dedup import text_hash
 from crawl2chat.text.extract import Extraction
+from crawl2chat.text.fineweb import FineWebRules
+from crawl2chat.text.gopher import GopherQuality, GopherRepetition
 from crawl2chat.text.langid import Language
-from crawl2chat.text.recipe import Cfg
+from crawl2chat.text.minhash import MinHasher
+from crawl2chat.text.recipe import Cfg, kwargs
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
 from crawl2chat.text.urlfilter import UrlFilter
 
@@ -76,8 +80,10 @@ def doc_steps(cfg: Cfg) -> list[Step]:
     """The per-document steps in order, without the ones ``skip_steps`` names (extraction
     always runs: every later step reads its text)."""
     steps: list[Step] = [Extraction(cfg.min_chars, cfg.max_html_bytes),
-                         Language(cfg.min_scores), cfg.gopher_rep, cfg.gopher_quality,
-                         cfg.c4, cfg.fineweb]
+                         Language(cfg.min_scores),
+                         GopherRepetition(**kwargs(cfg.gopher_rep)),
+                         GopherQuality(**kwargs(cfg.gopher_quality)),
+                         C4(**kwargs(cfg.c4)), FineWebRules(**kwargs(cfg.fineweb))]
     return [s for s in steps if s.name not in cfg.skip_steps or s.name == "extract"]
 
 
@@ -109,16 +115,16 @@ def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | N
     docs = _pages(in_dir / chunk.warc_file, chunk, read)
     steps: list[Step] = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
     stats = new_stats([*(s.name for s in steps), "dedup"])
-    dedup = "dedup" not in cfg.skip_steps
+    hasher = MinHasher(**kwargs(cfg.dedup)) if "dedup" not in cfg.skip_steps else None
     outcomes = []
     for doc in docs:
         reason = run_steps(doc, steps, stats)
         doc.html = b""  # removed pages are kept with their text, never their HTML
         outcome = Outcome(doc, reason)
-        if reason is None and dedup:
+        if reason is None and hasher is not None:
             start = time.perf_counter()
             outcome.text_hash = text_hash(doc.text)
-            outcome.signature = cfg.dedup.of_text(doc.text)
+            outcome.signature = hasher.of_text(doc.text)
             stats["dedup"].seconds += time.perf_counter() - start
         outcomes.append(outcome)
     return Filtered(outcomes, stats, read)

