@@ -1,6 +1,7 @@
 """From an HTML payload to its main text.
 
-In: the raw bytes of an HTML response and its Content-Type header.
+In: the raw bytes of an HTML response and its Content-Type header (for the step: a
+:class:`~crawl2chat.text.steps.Doc` that carries them).
 Out: :func:`decode_html` gives the page as ``str`` plus how its charset was found (a
 byte-order mark, the HTTP header, a ``<meta>`` tag, else detection by
 charset-normalizer), or a drop reason (``encoding:undecodable``,
