@@ -31,8 +31,8 @@ from typing import Any
 import pandas as pd
 
 from crawl2chat import config
-from crawl2chat.web import pii_names
-from crawl2chat.web.pii import PiiRedactor
+from crawl2chat.text import pii_names
+from crawl2chat.text.pii import PiiRedactor
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = {"persons": False, "addresses": False}

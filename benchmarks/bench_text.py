@@ -33,8 +33,8 @@ from crawl2chat import runtime
 runtime.configure()
 
 from crawl2chat.config import build  # noqa: E402
+from crawl2chat.crawl.warc import iter_responses  # noqa: E402
 from crawl2chat.stages import crawl, text  # noqa: E402
-from crawl2chat.web.warc import iter_responses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARED_SKIP = ["dedup", "mix", "pii"]
@@ -78,7 +78,7 @@ def _reader(crawl_dir: str):
         import pandas as pd
         from datatrove.data import Document
 
-        from crawl2chat.web.extract import decode_html
+        from crawl2chat.text.extract import decode_html
 
         index = pd.read_parquet(Path(crawl_dir) / crawl.INDEX)
         number = 0
@@ -93,14 +93,14 @@ def _reader(crawl_dir: str):
 
 
 def _url_keep(hosts: set[str]):
-    from crawl2chat.web.urlfilter import UrlFilter, load_blocklist
+    from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
 
     check = UrlFilter(load_blocklist(hosts)).check
     return lambda doc: check(doc.metadata["url"]) is None
 
 
 def _lang_keep(doc: Any) -> bool:
-    from crawl2chat.web.pipeline import language_model
+    from crawl2chat.text.langid import language_model
 
     lang, score = language_model().predict(doc.text)
     doc.metadata.update(language=lang, language_score=score)

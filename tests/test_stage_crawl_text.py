@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from crawl2chat.config import ConfigError
+from crawl2chat.crawl.warc import WarcShardWriter
 from crawl2chat.errors import InputError
+from crawl2chat.parallel import RunnerCfg
 from crawl2chat.quality import GateFailed, gate
 from crawl2chat.stages import crawl, text
-from crawl2chat.web.parallel import RunnerCfg
-from crawl2chat.web.warc import WarcShardWriter
 
 EN = {
     "bread": ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli "
@@ -95,7 +95,7 @@ def crawled(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 # the literal pages are a few sentences long: the prose-quality rules (>= 50 words, >= 5
-# sentences) are tested on their own in test_web_filters.py
+# sentences) are tested on their own in test_text_filters.py
 SHORT_PAGES = ["gopher_rep", "gopher_quality", "c4", "fineweb"]
 
 

@@ -10,7 +10,7 @@ import pytest
 from prefect import flow
 
 from crawl2chat.stages import crawl, text
-from crawl2chat.web.chunks import Chunk, plan
+from crawl2chat.text.chunks import Chunk, plan
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo" / "web"

@@ -142,19 +142,19 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from crawl2chat.web.tools import extract_file
+    from crawl2chat.text.tools import extract_file
 
     return extract_file(Path(args.file), sys.stdout)
 
 
 def _cmd_langid(args: argparse.Namespace) -> int:
-    from crawl2chat.web.tools import langid_lines
+    from crawl2chat.text.tools import langid_lines
 
     return langid_lines(sys.stdin, sys.stdout)
 
 
 def _cmd_pii(args: argparse.Namespace) -> int:
-    from crawl2chat.web.tools import pii_lines
+    from crawl2chat.text.tools import pii_lines
 
     return pii_lines(sys.stdin, sys.stdout, mode=args.mode, lang=args.lang)
 

@@ -23,8 +23,9 @@ import great_expectations as gx
 import pandas as pd
 from warcio.archiveiterator import ArchiveIterator
 
+from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.quality.suite import Table
-from crawl2chat.stages.crawl import HTML_TYPES, INDEX, INDEX_COLUMNS
+from crawl2chat.stages.crawl import INDEX, INDEX_COLUMNS
 
 LOOKUPS = 500
 

@@ -29,11 +29,12 @@ import pandas as pd
 
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, DOCUMENTS, REMOVED, REMOVED_COLUMNS
-from crawl2chat.web.dedup import text_hash
-from crawl2chat.web.pii import PATTERN_KINDS
+from crawl2chat.text.dedup import text_hash
+from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor
+from crawl2chat.text.recipe import ORDER, kwargs
 
 E = gx.expectations
-REASON = r"^(?:url|extract|lang|gopher_rep|gopher_quality|c4|fineweb|dedup|mix|pii):[a-z0-9_-]+"
+REASON = rf"^(?:{'|'.join(ORDER)}):[a-z0-9_-]+"  # a step's name, then why
 
 
 def tables(out_dir: Path, cfg: Any) -> list[Table]:
@@ -100,7 +101,8 @@ def _pii_left(docs: pd.DataFrame, cfg: Any) -> pd.DataFrame:
     texts = docs["text"].fillna("") if "text" in docs else pd.Series([], dtype=str)
     if "pii" in cfg.skip_steps:
         texts = texts[:0]  # switched off on purpose: nothing to hold it to
-    left = [len(cfg.pii.find(t, kinds=PATTERN_KINDS)) for t in texts]
+    redactor = PiiRedactor(**kwargs(cfg.pii))
+    left = [len(redactor.find(t, kinds=PATTERN_KINDS)) for t in texts]
     return pd.DataFrame({"pii_left": left or [0]})
 
 

@@ -2,9 +2,9 @@
 
 In: with ``source: warc`` (the default), the WARC files that ``sources`` names (paths or
 globs relative to the project root, or URLs read through fsspec: ``file://``,
-``https://``, ``s3://`` ...; see :mod:`crawl2chat.web.sources`; by default the bundled
+``https://``, ``s3://`` ...; see :mod:`crawl2chat.crawl.sources`; by default the bundled
 sample ``data/demo/web/*.warc.gz``). With ``source: crawler``, the pages the polite crawler
-(:mod:`crawl2chat.web.crawler`) fetches from ``crawler.seeds``; its raw archive (request
+(:mod:`crawl2chat.crawl.crawler`) fetches from ``crawler.seeds``; its raw archive (request
 and response records of every exchange) is kept as ``raw/crawler-00000.warc.gz`` and is
 then read exactly like a WARC source.
 Out (``data/crawl/``): the HTML responses with status 2xx, copied record by record (same
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING
 
 from crawl2chat import paths
 from crawl2chat.config import ConfigError
+from crawl2chat.crawl.crawler import Crawler, CrawlerSettings, CrawlStats
+from crawl2chat.crawl.headers import HTML_TYPES
+from crawl2chat.crawl.sources import Source, local_copy, resolve
+from crawl2chat.crawl.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
 from crawl2chat.errors import InputError
-from crawl2chat.web.crawler import CrawlerSettings, CrawlStats
-from crawl2chat.web.sources import Source, local_copy, resolve
-from crawl2chat.web.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
 
 if TYPE_CHECKING:
     import pandas as pd
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 SHARD = "crawl-{:05d}.warc.gz"
 INDEX = "index.parquet"
 SOURCES_FILE = "sources.json"
@@ -95,7 +95,6 @@ def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
 
 def crawl_into(cfg: Cfg, out_dir: Path) -> tuple[Path, CrawlStats]:
     """Run the crawler into ``out_dir/raw``; the raw WARC and what the crawl did."""
-    from crawl2chat.web.crawler import Crawler
     raw = out_dir / RAW_CRAWL
     raw.parent.mkdir(parents=True, exist_ok=True)
     stats = Crawler(cfg.crawler).crawl(raw)

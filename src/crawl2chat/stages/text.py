@@ -6,7 +6,7 @@ text) and ``removed.parquet`` (doc_id, url, reason, text) -- every page is in ex
 one of them --, ``counts.json`` (per-step counts, achieved language mix, PII counts),
 ``report.md`` and ``funnel.png``.
 
-Steps, in order (``crawl2chat.web.pipeline.ORDER``), each dropping with a reason
+Steps, in order (``crawl2chat.text.recipe.ORDER``), each dropping with a reason
 ``<step>:<why>``: ``url`` (FineWeb's blocklist) -> ``extract`` (trafilatura) -> ``lang``
 (fastText; per-language minimum score) -> ``gopher_rep`` -> ``gopher_quality`` -> ``c4``
 -> ``fineweb`` -> ``dedup`` (exact, then MinHash LSH; the first copy in crawl order
@@ -14,7 +14,7 @@ wins) -> ``mix`` (drops documents of over-represented languages to reach the tar
 shares) -> ``pii`` (redacts, never drops).
 
 Parallel: the crawl is cut into slices of ``chunk_records`` records
-(:mod:`crawl2chat.web.chunks`); each slice is a Prefect task that runs the URL filter,
+(:mod:`crawl2chat.text.chunks`); each slice is a Prefect task that runs the URL filter,
 the per-document steps and the dedup hashing; a second task per slice removes PII.
 They run on the task runner ``runner`` names (threads, processes, Dask). Dedup and the
 language mix need the whole crawl and run here, on results taken in crawl order, so the
@@ -28,14 +28,17 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crawl2chat import parallel
+from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
-from crawl2chat.web import chunks, mix, parallel
-from crawl2chat.web.funnel import write_report
-from crawl2chat.web.minhash import MinHashDedup
-from crawl2chat.web.pipeline import ORDER, Cfg
-from crawl2chat.web.steps import Doc, StepStats, new_stats
-from crawl2chat.web.urlfilter import UrlFilter, load_blocklist
-from crawl2chat.web.warc import ReadStats
+from crawl2chat.text import chunks, mix
+from crawl2chat.text.dedup import ExactDedup
+from crawl2chat.text.funnel import write_report
+from crawl2chat.text.minhash import MinHashDedup, MinHasher
+from crawl2chat.text.pii import PiiRedactor
+from crawl2chat.text.recipe import ORDER, Cfg, kwargs
+from crawl2chat.text.steps import Doc, StepStats, new_stats
+from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,17 +89,6 @@ def _url_filter(cfg: Cfg, urls: list[str]) -> UrlFilter | None:
                      extra_domains=cfg.url.extra_domains)
 
 
-def _counted(step: StepStats, doc: Doc, why: str | None) -> str | None:
-    """Count a whole-crawl decision like the per-document steps count theirs."""
-    step.docs_in += 1
-    step.tokens_in += doc.tokens()
-    if why is None:
-        step.docs_out += 1
-        step.tokens_out += doc.tokens()
-        return None
-    return f"{step.name}:{why}"
-
-
 def _merge(into: dict[str, StepStats], stats: dict[str, StepStats]) -> None:
     for name, record in stats.items():
         into[name].add(record)
@@ -116,8 +108,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     stats = new_stats(ORDER)
     removed: list[tuple[Doc, str]] = []
     survivors: list[tuple[int, Doc]] = []  # (slice number, page) in crawl order
-    hashes: set[str] = set()
-    near = MinHashDedup(cfg.dedup)
+    exact, near = ExactDedup(), MinHashDedup(MinHasher(**kwargs(cfg.dedup)))
     window = 4 * cfg.runner.workers  # units in flight: enough to keep every worker busy
     with parallel.task_runner(cfg.runner) as runner:
         units = ({"in_dir": in_dir, "chunk": c, "cfg": cfg, "url_filter": url_filter}
@@ -131,10 +122,9 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
             for out in result.outcomes:
                 reason = out.reason
                 if reason is None and "dedup" not in cfg.skip_steps:
-                    why = ("exact" if out.text_hash in hashes
-                           else near.check_signature(out.doc.doc_id, out.signature))
-                    hashes.add(out.text_hash)
-                    reason = _counted(stats["dedup"], out.doc, why)
+                    why = (exact.check(out.text_hash)
+                           or near.check_signature(out.doc.doc_id, out.signature))
+                    reason = stats["dedup"].count(out.doc, why, out.doc.tokens())
                 if reason is None:
                     survivors.append((number, out.doc))
                 else:
@@ -145,7 +135,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
             over = mix.over_share([(d.doc_id, d.lang) for _, d in survivors], cfg.shares)
         by_slice: dict[int, list[Doc]] = {}
         for number, doc in survivors:
-            reason = _counted(stats["mix"], doc, doc.lang if doc.doc_id in over else None)
+            reason = stats["mix"].count(doc, doc.lang if doc.doc_id in over else None,
+                                        doc.tokens())
             if reason:
                 removed.append((doc, reason))
             else:
@@ -153,8 +144,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         kept = [doc for pages in by_slice.values() for doc in pages]
         pii_counts: Counter[str] = Counter()
         if "pii" not in cfg.skip_steps:  # per slice again: NER is the slowest step
-            units = ({"texts": [d.text for d in g], "langs": [d.lang for d in g],
-                      "pii": cfg.pii} for g in by_slice.values())
+            redactor = PiiRedactor(**kwargs(cfg.pii))
+            units = ({"docs": pages, "pii": redactor} for pages in by_slice.values())
             for pages, (texts, found, step) in zip(
                     by_slice.values(), parallel.map_ordered(runner, chunks.redact_chunk, units,
                                                           window), strict=True):

@@ -6,8 +6,7 @@ multicast, reserved and unspecified addresses unless told otherwise (the check r
 the resolved address *before* any connection, and the crawler then connects to exactly
 that address, so a later DNS answer cannot swap in an internal one);
 :class:`RobotsRules` applies one site's robots.txt for our user agent;
-:class:`HostPacer` keeps a minimum delay between two requests to the same host;
-:func:`blocklist_filter` builds FineWeb's URL filter for the crawl's domains.
+and :class:`HostPacer` keeps a minimum delay between two requests to the same host.
 """
 
 from __future__ import annotations
@@ -18,10 +17,6 @@ import threading
 import time
 import urllib.robotparser
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from crawl2chat.web.crawler import CrawlerSettings
 
 
 class Refused(Exception):
@@ -125,36 +120,3 @@ class HostPacer:
                 now = self._clock()
             self._last[host] = now
 
-
-def blocklist_filter(settings: CrawlerSettings) -> Callable[[str], str | None] | None:
-    """FineWeb's URL filter for the crawl's domains (and their sub-domains), or None."""
-    from crawl2chat.web.urlfilter import Blocklist, UrlFilter, load_blocklist
-
-    if not settings.blocklist and not settings.blocked_domains:
-        return None
-    if settings.blocklist:
-        domains = settings.domains()
-        # the list is ~5 M domains: keep only entries at or under the allowed domains
-        blocklist = load_blocklist(hosts=domains)
-        blocklist.domains |= listed_domains_under(domains)
-    else:
-        blocklist = Blocklist()
-    return UrlFilter(blocklist, extra_domains=settings.blocked_domains).check
-
-
-def listed_domains_under(domains: list[str]) -> set[str]:
-    """The blocklist's entries that are sub-domains of ``domains`` (streamed, not all kept)."""
-    import tarfile
-
-    from crawl2chat.web.urlfilter import ARCHIVE, assets_dir
-
-    under = tuple("." + d for d in domains)
-    found: set[str] = set()
-    with tarfile.open(assets_dir() / ARCHIVE, "r:gz") as tar:
-        for member in tar.getmembers():
-            handle = tar.extractfile(member) if member.name.endswith("domains") else None
-            for line in handle or ():
-                entry = line.decode("utf-8", "replace").strip().lower()
-                if entry.endswith(under):
-                    found.add(entry)
-    return found

@@ -1,7 +1,8 @@
 """Exact deduplication of documents on a hash of their normalised text.
 
-In: documents in a fixed order. Out: :class:`ExactDedup` keeps the first document with
-a given normalised text and drops later ones with ``dedup:exact``. Normalisation (NFKC,
+In: documents in a fixed order, as their :func:`text_hash`. Out: :class:`ExactDedup`
+keeps the first document with a given normalised text and answers ``exact`` for later
+ones (the stage's ``dedup`` step, with MinHash after it). Normalisation (NFKC,
 case folding, whitespace collapsed) makes copies that differ only in layout count as
 the same; anything that changes a word keeps them apart (near-duplicates are a
 different, fuzzier filter).
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-
-from crawl2chat.web.extract import Verdict, drop, keep
 
 
 def normalize(text: str) -> str:
@@ -30,9 +29,9 @@ class ExactDedup:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def check(self, text: str) -> Verdict:
-        digest = text_hash(text)
+    def check(self, digest: str) -> str | None:
+        """``exact`` if a text with this :func:`text_hash` came earlier, else None."""
         if digest in self._seen:
-            return drop("dedup:exact")
+            return "exact"
         self._seen.add(digest)
-        return keep()
+        return None

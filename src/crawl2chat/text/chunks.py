@@ -3,6 +3,8 @@
 In: the crawl's index (``warc_file``, ``offset``, ``length`` per record, in crawl order)
 and the stage's settings. Out:
 
+- :func:`doc_steps` lists the steps that work on one document alone: extraction,
+  language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order.
 - :func:`plan` cuts every shard into near-equal runs of consecutive records, at most
   ``chunk_records`` each, in crawl order. The cut depends on the index and
   ``chunk_records`` only, never on the worker count, so neither does the output.
@@ -10,9 +12,9 @@ and the stage's settings. Out:
   and the per-document steps, and gives every survivor its exact-duplicate hash and
   MinHash signature, so that only the cheap, order-dependent part of dedup is left
   for the whole crawl.
-- :func:`redact_chunk` removes PII from the kept texts of one slice.
+- :func:`redact_chunk` removes PII from the kept pages of one slice.
 
-Both are plain functions of picklable arguments (see :mod:`crawl2chat.web.parallel`).
+Both are plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
 """
 
 from __future__ import annotations
@@ -21,22 +23,28 @@ import io
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crawl2chat.web.dedup import text_hash
-from crawl2chat.web.pipeline import Cfg, doc_steps
-from crawl2chat.web.steps import Doc, Step, StepStats, new_stats, run_steps
-from crawl2chat.web.urlfilter import UrlFilter
-from crawl2chat.web.warc import ReadStats, iter_responses
+from crawl2chat.crawl.warc import ReadStats, iter_responses
+from crawl2chat.text.c4 import C4
+from crawl2chat.text.dedup import text_hash
+from crawl2chat.text.extract import Extraction
+from crawl2chat.text.fineweb import FineWebRules
+from crawl2chat.text.gopher import GopherQuality, GopherRepetition
+from crawl2chat.text.langid import Language
+from crawl2chat.text.minhash import MinHasher
+from crawl2chat.text.recipe import Cfg, kwargs
+from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
+from crawl2chat.text.urlfilter import UrlFilter
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crawl2chat.web.pii import PiiRedactor
+    from crawl2chat.text.pii import PiiRedactor
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,17 @@ class Filtered:
     read: ReadStats = field(default_factory=ReadStats)
 
 
+def doc_steps(cfg: Cfg) -> list[Step]:
+    """The per-document steps in order, without the ones ``skip_steps`` names (extraction
+    always runs: every later step reads its text)."""
+    steps: list[Step] = [Extraction(cfg.min_chars, cfg.max_html_bytes),
+                         Language(cfg.min_scores),
+                         GopherRepetition(**kwargs(cfg.gopher_rep)),
+                         GopherQuality(**kwargs(cfg.gopher_quality)),
+                         C4(**kwargs(cfg.c4)), FineWebRules(**kwargs(cfg.fineweb))]
+    return [s for s in steps if s.name not in cfg.skip_steps or s.name == "extract"]
+
+
 def plan(index: pd.DataFrame, chunk_records: int) -> list[Chunk]:
     """Slices of at most ``chunk_records`` records; a shard's slices differ by <= 1 record."""
     chunks: list[Chunk] = []
@@ -96,32 +115,36 @@ def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | N
     docs = _pages(in_dir / chunk.warc_file, chunk, read)
     steps: list[Step] = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
     stats = new_stats([*(s.name for s in steps), "dedup"])
-    dedup = "dedup" not in cfg.skip_steps
+    hasher = MinHasher(**kwargs(cfg.dedup)) if "dedup" not in cfg.skip_steps else None
     outcomes = []
     for doc in docs:
         reason = run_steps(doc, steps, stats)
         doc.html = b""  # removed pages are kept with their text, never their HTML
         outcome = Outcome(doc, reason)
-        if reason is None and dedup:
+        if reason is None and hasher is not None:
             start = time.perf_counter()
             outcome.text_hash = text_hash(doc.text)
-            outcome.signature = cfg.dedup.of_text(doc.text)
+            outcome.signature = hasher.of_text(doc.text)
             stats["dedup"].seconds += time.perf_counter() - start
         outcomes.append(outcome)
     return Filtered(outcomes, stats, read)
 
 
-def redact_chunk(texts: list[str], langs: list[str], pii: PiiRedactor,
+def redact_chunk(docs: list[Doc], pii: PiiRedactor,
                  ) -> tuple[list[str], Counter[str], StepStats]:
-    """PII removed from one slice's kept texts; replacements per kind; the step's counts."""
-    stats = StepStats("pii", docs_in=len(texts), docs_out=len(texts),
-                      tokens_in=sum(len(t.split()) for t in texts))
+    """PII removed from one slice's kept pages: their texts, replacements per kind, and
+    the step's counts (it never drops). The NER reads the slice's texts in one batch."""
+    stats = StepStats("pii")
+    tokens_in = [doc.tokens() for doc in docs]
     start = time.perf_counter()
-    done = pii.redact_many(texts, langs)
+    done = pii.redact_many([doc.text for doc in docs], [doc.lang for doc in docs])
     stats.seconds = time.perf_counter() - start
     found: Counter[str] = Counter()
-    for _, counts in done:
+    texts = []
+    for doc, tokens, (text, counts) in zip(docs, tokens_in, done, strict=True):
+        # a copy: with threads the stage's own page would change under it
+        redacted = replace(doc, text=text)
+        stats.count(redacted, None, tokens)
         found.update(counts)
-    out = [text for text, _ in done]
-    stats.tokens_out = sum(len(t.split()) for t in out)
-    return out, found, stats
+        texts.append(text)
+    return texts, found, stats

@@ -31,9 +31,9 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl2chat.web.headers import HeaderLookup
+from crawl2chat.crawl.headers import HeaderLookup
 
-log = logging.getLogger("crawl2chat.web")
+log = logging.getLogger("crawl2chat.crawl")
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 WARC_MAGIC = b"WARC/1."

@@ -1,12 +1,12 @@
 """The C4 rules (Raffel et al. 2020, as datatrove's ``C4QualityFilter`` applies them).
 
-In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep; ``doc.text`` is rewritten
+In: a :class:`~crawl2chat.text.steps.Doc`. Out: None (keep; ``doc.text`` is rewritten
 without the lines the rules remove) or ``lorem_ipsum``, ``curly_bracket`` or
 ``too_few_sentences``. Per line: lines with a word over ``max_word_length`` characters,
 with fewer than ``min_words_per_line`` words, mentioning javascript or a cookie/terms
 policy are removed; citation marks (``[1]``, ``[edit]``) are cut. FineWeb switches off
 C4's terminal-punctuation rule (a line must end in ``.?!"'``), so it is off by default
-here too and can be switched on.
+here too and can be switched on (:class:`~crawl2chat.text.recipe.C4Cfg`).
 """
 
 from __future__ import annotations
@@ -14,29 +14,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import sentences
+from crawl2chat.text.recipe import C4Cfg
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import sentences
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
-POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
-          "use cookies"]
 
 
 @dataclass
-class C4:
+class C4(C4Cfg):
     """C4's line filters and its three document-level drops."""
 
     name: str = field(default="c4", init=False)
-    terminal_punctuation: bool = False  # FineWeb: off
-    min_num_sentences: int = 5
-    min_words_per_line: int = 3
-    max_word_length: int = 1000
-    lorem_ipsum: bool = True
-    javascript: bool = True
-    curly_bracket: bool = True
-    policy: bool = True
-    policy_phrases: list[str] = field(default_factory=lambda: list(POLICY))
 
     def __call__(self, doc: Doc) -> str | None:
         kept: list[str] = []

@@ -16,10 +16,10 @@ from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
 from crawl2chat.config import ConfigError, build
+from crawl2chat.crawl.crawler import Crawler, CrawlerSettings
+from crawl2chat.crawl.links import extract_links
+from crawl2chat.crawl.politeness import Refused, resolve_public
 from crawl2chat.stages import crawl
-from crawl2chat.web.crawler import Crawler, CrawlerSettings
-from crawl2chat.web.links import extract_links
-from crawl2chat.web.politeness import Refused, resolve_public
 
 SLOW_S = 1.5  # the slow page answers after this long; the crawler's timeout is shorter
 TIMEOUT_S = 0.4

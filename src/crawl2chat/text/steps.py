@@ -5,7 +5,9 @@ Out: :func:`run_steps` passes the document through the steps in order until one 
 it and answers the drop reason (``"<step>:<why>"``, e.g. ``gopher_rep:dup_line_frac``)
 or None when every step kept it. A step may also rewrite ``doc.text`` (the C4 step
 removes lines, the PII step redacts). :class:`StepStats` counts, per step, documents and
-whitespace tokens in and out and the time spent, so the report can draw the funnel.
+whitespace tokens in and out and the time spent, so the report can draw the funnel;
+:meth:`StepStats.count` is the one place a document's pass through a step is counted,
+for the per-document steps and for the whole-crawl ones (dedup, mix, PII) alike.
 
 A step is anything with a ``name`` and ``__call__(doc) -> str | None`` (the reason
 without the step name); this mirrors datatrove's filters, whose base class does the
@@ -64,6 +66,17 @@ class StepStats:
         for key in ("docs_in", "docs_out", "tokens_in", "tokens_out", "seconds"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
 
+    def count(self, doc: Doc, why: str | None, tokens_in: int) -> str | None:
+        """Count ``doc`` as it left this step (``tokens_in``: its tokens going in) and
+        answer None if the step kept it, else the drop reason ``<step>:<why>``."""
+        self.docs_in += 1
+        self.tokens_in += tokens_in
+        if why is not None:
+            return f"{self.name}:{why}"
+        self.docs_out += 1
+        self.tokens_out += doc.tokens()
+        return None
+
     def row(self) -> dict[str, float | str]:
         """The step as a report row, with removal share and milliseconds per document."""
         out: dict[str, float | str] = dict(asdict(self))
@@ -80,13 +93,11 @@ def run_steps(doc: Doc, steps: Sequence[Step], stats: dict[str, StepStats]) -> s
     """Pass ``doc`` through ``steps``; the first drop ends it. Counts go into ``stats``."""
     for step in steps:
         record = stats[step.name]
-        record.docs_in += 1
-        record.tokens_in += doc.tokens()
+        tokens_in = doc.tokens()
         start = time.perf_counter()
         why = step(doc)
         record.seconds += time.perf_counter() - start
-        if why is not None:
-            return f"{step.name}:{why}"
-        record.docs_out += 1
-        record.tokens_out += doc.tokens()
+        reason = record.count(doc, why, tokens_in)
+        if reason is not None:
+            return reason
     return None

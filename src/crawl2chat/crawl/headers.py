@@ -1,6 +1,13 @@
-"""Case-insensitive access to HTTP headers kept as a tuple of (name, value) pairs."""
+"""HTTP headers: case-insensitive access to (name, value) pairs; the media types kept.
+
+In: a record's headers as a tuple of (name, value) pairs. Out: :class:`HeaderLookup`
+gives a header's value and the media type; :data:`HTML_TYPES` are the media types the
+crawl fetches and keeps.
+"""
 
 from __future__ import annotations
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 class HeaderLookup:

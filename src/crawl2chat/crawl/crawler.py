@@ -28,19 +28,14 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from crawl2chat.config import ConfigError
-from crawl2chat.web.fetch import REDIRECTS, Exchange, FetchError, fetch
-from crawl2chat.web.links import charset_of, extract_links, normalize
-from crawl2chat.web.politeness import (
-    HostPacer,
-    Refused,
-    RobotsRules,
-    blocklist_filter,
-    resolve_public,
-)
+from crawl2chat.crawl.fetch import REDIRECTS, Exchange, FetchError, fetch
+from crawl2chat.crawl.headers import HTML_TYPES
+from crawl2chat.crawl.links import charset_of, extract_links, normalize
+from crawl2chat.crawl.politeness import HostPacer, Refused, RobotsRules, resolve_public
+from crawl2chat.text.urlfilter import Blocklist, UrlFilter, listed_domains_under, load_blocklist
 
 log = logging.getLogger("crawl2chat.crawler")
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
 USER_AGENT = "crawl2chat/0.1 (research crawler for language-model data; obeys robots.txt)"
 
 
@@ -94,6 +89,20 @@ class CrawlStats:
     redirects: list[tuple[str, str, int]] = field(default_factory=list)  # (from, to, status)
     robots: dict[str, int | None] = field(default_factory=dict)  # origin -> robots.txt status
     waited_s: float = 0.0  # time spent pacing
+
+
+def blocklist_filter(settings: CrawlerSettings) -> Callable[[str], str | None] | None:
+    """FineWeb's URL filter for the crawl's domains (and their sub-domains), or None."""
+    if not settings.blocklist and not settings.blocked_domains:
+        return None
+    if settings.blocklist:
+        domains = settings.domains()
+        # the list is ~5 M domains: keep only entries at or under the allowed domains
+        blocklist = load_blocklist(hosts=domains)
+        blocklist.domains |= listed_domains_under(domains)
+    else:
+        blocklist = Blocklist()
+    return UrlFilter(blocklist, extra_domains=settings.blocked_domains).check
 
 
 class Crawler:

@@ -1,21 +1,25 @@
 """From an HTML payload to its main text.
 
-In: the raw bytes of an HTML response and its Content-Type header.
+In: the raw bytes of an HTML response and its Content-Type header (for the step: a
+:class:`~crawl2chat.text.steps.Doc` that carries them).
 Out: :func:`decode_html` gives the page as ``str`` plus how its charset was found (a
 byte-order mark, the HTTP header, a ``<meta>`` tag, else detection by
 charset-normalizer), or a drop reason (``encoding:undecodable``,
 ``encoding:unknown:<label>``). :func:`main_text` runs trafilatura tuned for precision
 (boilerplate, navigation and comments out; ``fast`` skips the recall-oriented fallback
-extractors). :func:`extract` chains both with the length rule and answers with a
-:class:`Verdict`, the shape every filter step in ``crawl2chat.web`` returns.
+extractors). :class:`Extraction`, the stage's ``extract`` step, chains both with the
+size and length rules: it sets the document's text and encoding and answers None or why
+it drops the page (``too_large:<bytes>``, ``empty``, ``short:<chars>``, or the
+decoding's reason), as every step does (:mod:`crawl2chat.text.steps`).
 """
 
 from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+
+from crawl2chat.text.steps import Doc
 
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([^\s\"';,]+)", re.I)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
@@ -23,21 +27,6 @@ _SOURCE_INDENT = re.compile(r"^\t+|[ \t]+$", re.M)
 _META_WINDOW = 4096  # browsers look for <meta charset> in the first 1024 bytes; be lenient
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
          (codecs.BOM_UTF16_BE, "utf-16-be"))
-
-
-class Verdict(NamedTuple):
-    """A filter step's answer: keep or drop, and why (``lang:de:0.91``, ``dedup:exact``)."""
-
-    keep: bool
-    reason: str
-
-
-def keep(reason: str = "") -> Verdict:
-    return Verdict(True, reason)
-
-
-def drop(reason: str) -> Verdict:
-    return Verdict(False, reason)
 
 
 def header_charset(content_type: str | None) -> str | None:
@@ -115,26 +104,29 @@ def main_text(html: str, url: str = "") -> str:
     return _SOURCE_INDENT.sub("", text or "").strip()
 
 
-@dataclass(frozen=True)
-class Extracted:
-    """What extraction made of one page; ``text`` is '' when it was dropped."""
+@dataclass
+class Extraction:
+    """Step ``extract``: charset decoding, trafilatura main text, size and length rules.
 
-    verdict: Verdict
-    text: str
-    encoding: str
+    The page's HTML is released here (``doc.html`` emptied): the later steps read the
+    text, and a removed page is kept with its text only.
+    """
 
+    min_chars: int
+    max_html_bytes: int
+    name: str = field(default="extract", init=False)
 
-def extract(payload: bytes, content_type: str | None, url: str, *, min_chars: int,
-            max_html_bytes: int) -> Extracted:
-    """Decode and extract one page; drop it if undecodable, too large, empty or too short."""
-    if len(payload) > max_html_bytes:
-        return Extracted(drop(f"extract:too_large:{len(payload)}"), "", "")
-    html, how = decode_html(payload, content_type)
-    if html is None:
-        return Extracted(drop(how), "", "")
-    text = main_text(html, url)
-    if not text:
-        return Extracted(drop("extract:empty"), "", how)
-    if len(text) < min_chars:
-        return Extracted(drop(f"extract:short:{len(text)}"), text, how)
-    return Extracted(keep(), text, how)
+    def __call__(self, doc: Doc) -> str | None:
+        payload, doc.html = doc.html, b""
+        if len(payload) > self.max_html_bytes:
+            return f"too_large:{len(payload)}"
+        html, how = decode_html(payload, doc.content_type)
+        if html is None:
+            return how
+        doc.encoding = how
+        doc.text = main_text(html, doc.url)
+        if not doc.text:
+            return "empty"
+        if len(doc.text) < self.min_chars:
+            return f"short:{len(doc.text)}"
+        return None

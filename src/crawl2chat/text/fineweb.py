@@ -1,6 +1,6 @@
 """FineWeb's own three quality rules (Penedo et al. 2024, datatrove's FineWebQualityFilter).
 
-In: a :class:`~crawl2chat.web.steps.Doc`. Out: None (keep) or the rule that fired:
+In: a :class:`~crawl2chat.text.steps.Doc`. Out: None (keep) or the rule that fired:
 ``line_punct_ratio`` (under 12% of lines end in terminal punctuation),
 ``short_line_ratio`` (over 67% of lines have at most 30 characters),
 ``char_dup_ratio`` (over 1% of characters sit in repeated lines) or ``list_ratio``
@@ -11,22 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from crawl2chat.web.gopher import find_duplicates
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import TERMINAL, words
+from crawl2chat.text.gopher import find_duplicates
+from crawl2chat.text.recipe import FineWebCfg
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import TERMINAL, words
 
 
 @dataclass
-class FineWebRules:
+class FineWebRules(FineWebCfg):
     """The three rules; thresholds are FineWeb's, compared strictly as in datatrove."""
 
     name: str = field(default="fineweb", init=False)
-    line_punct_thr: float = 0.12
-    line_punct_exclude_zero: bool = False
-    short_line_thr: float = 0.67
-    short_line_length: int = 30
-    char_duplicates_ratio: float = 0.01
-    new_line_ratio: float = 0.3
 
     def __call__(self, doc: Doc) -> str | None:
         text = doc.text

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from crawl2chat.web.headers import HeaderLookup
+from crawl2chat.crawl.headers import HeaderLookup
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 1 << 16

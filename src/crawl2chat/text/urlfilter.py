@@ -11,7 +11,9 @@ installed package, never downloaded. Instead of the public-suffix list (which
 ``tldextract`` would fetch) every parent domain of the host is checked, which covers
 datatrove's registered-domain and full-host checks. The domain list has ~5 million
 entries; :func:`load_blocklist` can keep only those relevant to a known set of hosts,
-so a stage that knows its URLs up front does not hold all of them in memory.
+so a stage that knows its URLs up front does not hold all of them in memory, and
+:func:`listed_domains_under` streams the entries under given domains (for a crawler,
+whose URLs are not known up front).
 """
 
 from __future__ import annotations
@@ -87,6 +89,20 @@ def load_blocklist(hosts: Iterable[str] | None = None) -> Blocklist:
                 urls = {u.strip() for u in lines if u.strip() and not u.startswith("#")}
     return Blocklist(domains, urls, _words("banned_words.txt"), _words("soft_banned_words.txt"),
                      _words("banned_subwords.txt"))
+
+
+def listed_domains_under(domains: list[str]) -> set[str]:
+    """The blocklist's entries that are sub-domains of ``domains`` (streamed, not all kept)."""
+    under = tuple("." + d for d in domains)
+    found: set[str] = set()
+    with tarfile.open(assets_dir() / ARCHIVE, "r:gz") as tar:
+        for member in tar.getmembers():
+            handle = tar.extractfile(member) if member.name.endswith("domains") else None
+            for line in handle or ():
+                entry = line.decode("utf-8", "replace").strip().lower()
+                if entry.endswith(under):
+                    found.add(entry)
+    return found
 
 
 @lru_cache(maxsize=1)

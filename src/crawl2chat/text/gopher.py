@@ -1,12 +1,12 @@
 """Gopher's repetition and quality rules (Rae et al. 2021, as datatrove implements them).
 
-In: a :class:`~crawl2chat.web.steps.Doc` with extracted text and its language.
+In: a :class:`~crawl2chat.text.steps.Doc` with extracted text and its language.
 Out: None (keep) or the rule that fired, e.g. ``dup_line_frac``, ``top_2_gram``,
 ``duplicated_5_n_grams``, ``short_doc``, ``below_avg_word_length``, ``few_stop_words``.
-Defaults are the published thresholds; a ratio equal to its threshold is kept (the
-rules drop on ``>``/``<`` strictly, as in datatrove). Stop words are per language:
-Gopher's eight English ones, and a German set for ``de`` (the English list would drop
-every German page).
+The thresholds are :class:`~crawl2chat.text.recipe.GopherRepCfg` and
+:class:`~crawl2chat.text.recipe.GopherQualityCfg`; a ratio equal to its threshold is
+kept (the rules drop on ``>``/``<`` strictly, as in datatrove). Stop words are per
+language; a language without its own list uses the English one.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.words import PUNCTUATION_SET, words
+from crawl2chat.text.recipe import GopherQualityCfg, GopherRepCfg
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.words import PUNCTUATION_SET, words
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
-STOP_WORDS = {
-    "en": ["the", "be", "to", "of", "and", "that", "have", "with"],
-    "de": ["der", "die", "das", "und", "zu", "den", "mit", "von", "ist", "nicht"],
-}
 
 
 def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
@@ -65,17 +62,10 @@ def duplicate_ngram_chars(tokens: Sequence[str], n: int) -> int:
 
 
 @dataclass
-class GopherRepetition:
+class GopherRepetition(GopherRepCfg):
     """Drop pages that repeat lines, paragraphs or n-grams (boilerplate, spam)."""
 
     name: str = field(default="gopher_rep", init=False)
-    dup_line_frac: float = 0.3
-    dup_para_frac: float = 0.3
-    dup_line_char_frac: float = 0.2
-    dup_para_char_frac: float = 0.2
-    top_n_grams: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
-    dup_n_grams: dict[int, float] = field(default_factory=lambda: {
-        5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
 
     def __call__(self, doc: Doc) -> str | None:
         text = doc.text
@@ -101,20 +91,10 @@ class GopherRepetition:
 
 
 @dataclass
-class GopherQuality:
+class GopherQuality(GopherQualityCfg):
     """Drop pages whose words do not look like prose: too short or long, symbols, lists."""
 
     name: str = field(default="gopher_quality", init=False)
-    min_doc_words: int = 50
-    max_doc_words: int = 100_000
-    min_avg_word_length: float = 3.0
-    max_avg_word_length: float = 10.0
-    max_symbol_word_ratio: float = 0.1
-    max_bullet_lines_ratio: float = 0.9
-    max_ellipsis_lines_ratio: float = 0.3
-    max_non_alpha_words_ratio: float = 0.8  # named as in datatrove: the minimum alpha share
-    min_stop_words: int = 2
-    stop_words: dict[str, list[str]] = field(default_factory=lambda: dict(STOP_WORDS))
 
     def __call__(self, doc: Doc) -> str | None:
         text = doc.text

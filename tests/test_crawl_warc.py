@@ -12,7 +12,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl2chat.web.warc import ReadStats, WarcShardWriter, iter_responses
+from crawl2chat.crawl.warc import ReadStats, WarcShardWriter, iter_responses
 
 BODY = b"<html><body><p>Hello WARC</p></body></html>"
 HTTP = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -118,7 +118,7 @@ def test_corrupt_record_is_skipped_with_a_warning_naming_file_and_offset(tmp_pat
     for i in range(offset + length // 2, offset + length // 2 + 8):
         blob[i] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.crawl"):
         urls, stats = _read(path)
     assert urls == [f"https://example.org/{i}" for i in (0, 1, 3, 4)]
     assert stats.skipped == {"corrupt": 1}
@@ -130,7 +130,7 @@ def test_truncated_file_keeps_the_whole_records_and_counts_the_rest(tmp_path, ca
     places = _write(path)
     offset, length = places[4]
     path.write_bytes(path.read_bytes()[:offset + length // 2])
-    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.crawl"):
         urls, stats = _read(path)
     assert urls == [f"https://example.org/{i}" for i in range(4)]
     assert stats.skipped == {"truncated": 1}
@@ -164,7 +164,7 @@ def test_single_gzip_stream_is_reported_with_its_fix(tmp_path, caplog):
     path = tmp_path / "whole.warc.gz"
     _write(path, 3)
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())))
-    with caplog.at_level(logging.WARNING, logger="crawl2chat.web"):
+    with caplog.at_level(logging.WARNING, logger="crawl2chat.crawl"):
         urls, stats = _read(path)
     assert urls == ["https://example.org/0"]
     assert stats.skipped == {"not_chunked_gzip": 1}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crawl2chat.web import mix
-from crawl2chat.web.c4 import C4
-from crawl2chat.web.fineweb import FineWebRules
-from crawl2chat.web.gopher import GopherQuality, GopherRepetition
-from crawl2chat.web.minhash import MinHashDedup, MinHasher, match_probability
-from crawl2chat.web.steps import Doc, new_stats, run_steps
-from crawl2chat.web.urlfilter import Blocklist, UrlFilter, load_blocklist
+from crawl2chat.text import mix
+from crawl2chat.text.c4 import C4
+from crawl2chat.text.fineweb import FineWebRules
+from crawl2chat.text.gopher import GopherQuality, GopherRepetition
+from crawl2chat.text.minhash import MinHashDedup, MinHasher, match_probability
+from crawl2chat.text.steps import Doc, new_stats, run_steps
+from crawl2chat.text.urlfilter import Blocklist, UrlFilter, load_blocklist
 
 PROSE = ("The baker wakes before dawn to shape the loaves. She heats the oven and waits for "
          "the dough to rise. Then she scores each loaf with a sharp blade. The crust turns "
@@ -157,7 +157,7 @@ def test_run_steps_counts_and_names_the_step():
 def test_cli_tools_round_trip(line, capsys, monkeypatch):
     import io
 
-    from crawl2chat.web.tools import langid_lines, pii_lines
+    from crawl2chat.text.tools import langid_lines, pii_lines
 
     out = io.StringIO()
     langid_lines([line], out)

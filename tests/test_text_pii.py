@@ -14,11 +14,11 @@ import pytest
 
 from crawl2chat import config
 from crawl2chat.config import ConfigError
-from crawl2chat.web import pii_names
-from crawl2chat.web.pii import PATTERN_KINDS, PiiRedactor, without_overlaps
-from crawl2chat.web.pii_address import address_spans
-from crawl2chat.web.steps import Doc
-from crawl2chat.web.tools import pii_lines
+from crawl2chat.text import pii_names
+from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor, without_overlaps
+from crawl2chat.text.pii_address import address_spans
+from crawl2chat.text.steps import Doc
+from crawl2chat.text.tools import pii_lines
 
 SURVIVORS = ["London", "Berlin", "Python 3.11", "24 October 2022", "version 2.4.1", "chapter 12",
              "42 apples", "RFC 2616", "Debian 12", "Chapter 12 Section 4"]
@@ -172,8 +172,11 @@ def test_fake_values_are_realistic_deterministic_and_nobodys(offline: None):
 def test_config_section_builds_the_redactor(offline: None):
     from pathlib import Path
 
+    from crawl2chat.stages import text
+    from crawl2chat.text.recipe import kwargs
+
     tree = config.compose(Path(__file__).resolve().parents[1], [])
-    built = config.build(PiiRedactor, tree["text"]["pii"], "text.pii")
+    built = PiiRedactor(**kwargs(config.build(text.Cfg, tree["text"], "text").pii))
     assert built.enabled() == ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")
     assert built.person_languages == ["en"]
     assert pickle.loads(pickle.dumps(built)) == built  # it travels to worker processes

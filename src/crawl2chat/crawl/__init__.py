@@ -1,0 +1,1 @@
+"""The crawl side: a polite crawler, WARC sources, WARC reading and writing."""
