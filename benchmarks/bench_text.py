@@ -93,7 +93,7 @@ def _reader(crawl_dir: str):
 
 
 def _url_keep(hosts: set[str]):
-    from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
+    from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist
 
     check = UrlFilter(load_blocklist(hosts)).check
     return lambda doc: check(doc.metadata["url"]) is None

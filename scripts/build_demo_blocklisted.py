@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist  # noqa: E402
 from crawl2chat.crawl.warc import WarcShardWriter, iter_responses  # noqa: E402
-from crawl2chat.text.urlfilter import UrlFilter, load_blocklist  # noqa: E402
 
 WEB = ROOT / "data" / "demo" / "web"
 SOURCE = WEB / "demo-web-00000.warc.gz"

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner",),
     ("quality",),
     ("stages",),
-    ("serve", "synth"),
+    ("serve", "synth", "chat_eval"),
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),

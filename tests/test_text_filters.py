@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crawl2chat.crawl.urlfilter import Blocklist, UrlFilter, load_blocklist
 from crawl2chat.text import mix
 from crawl2chat.text.c4 import C4
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
 from crawl2chat.text.minhash import MinHashDedup, MinHasher, match_probability
 from crawl2chat.text.steps import Doc, new_stats, run_steps
-from crawl2chat.text.urlfilter import Blocklist, UrlFilter, load_blocklist
 
 PROSE = ("The baker wakes before dawn to shape the loaves. She heats the oven and waits for "
          "the dough to rise. Then she scores each loaf with a sharp blade. The crust turns "

@@ -32,7 +32,7 @@ from crawl2chat.crawl.fetch import REDIRECTS, Exchange, FetchError, fetch
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.links import charset_of, extract_links, normalize
 from crawl2chat.crawl.politeness import HostPacer, Refused, RobotsRules, resolve_public
-from crawl2chat.text.urlfilter import Blocklist, UrlFilter, listed_domains_under, load_blocklist
+from crawl2chat.crawl.urlfilter import Blocklist, UrlFilter, listed_domains_under, load_blocklist
 
 log = logging.getLogger("crawl2chat.crawler")
 

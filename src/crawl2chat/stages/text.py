@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawl2chat import parallel
+from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist
 from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
 from crawl2chat.text import chunks, mix
@@ -38,7 +39,6 @@ from crawl2chat.text.minhash import MinHashDedup, MinHasher
 from crawl2chat.text.pii import PiiRedactor
 from crawl2chat.text.recipe import ORDER, Cfg, kwargs
 from crawl2chat.text.steps import Doc, StepStats, new_stats
-from crawl2chat.text.urlfilter import UrlFilter, load_blocklist
 
 if TYPE_CHECKING:
     import pandas as pd

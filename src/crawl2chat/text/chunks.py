@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crawl2chat.crawl.urlfilter import UrlFilter
 from crawl2chat.crawl.warc import ReadStats, iter_responses
 from crawl2chat.text.c4 import C4
 from crawl2chat.text.dedup import text_hash
@@ -39,7 +40,6 @@ from crawl2chat.text.langid import Language
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.recipe import Cfg, kwargs
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
-from crawl2chat.text.urlfilter import UrlFilter
 
 if TYPE_CHECKING:
     import pandas as pd
