@@ -38,8 +38,10 @@ import torch
 import yaml
 
 from crawl2chat.config import build
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"gpt2_124m": ("gpt2_124m", {}),

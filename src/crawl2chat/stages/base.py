@@ -34,11 +34,13 @@ import torch
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import save_model
+from crawl2chat.model.config import LOSS_CURVE, TrainCfg
 from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import LOSS_CURVE, TokenWindows, TrainCfg, fit
-from crawl2chat.model.trainer import grad_accum_for, world_size
+from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.shards import open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
