@@ -42,7 +42,7 @@ def _cfg(model: dict[str, object] | None = None, **changes: object) -> Cfg:
     """The tiny run of these tests; ``model`` changes fields of its ModelCfg."""
     train = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=3, max_steps=20, batch_size=8,
                      eval_every=10, eval_batches=2, log_every=5, deterministic=True,
-                     progress_bar=False)
+                     checkpoint_every=0, progress_bar=False)
     shape = ModelCfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32,
                         **(model or {})})
     return Cfg(**{"model": shape, "train": train, "prompts": ["The cat", "A"],

@@ -5,7 +5,8 @@ In: the ``train`` subsection of the ``base`` / ``sft`` params (built by
 :func:`crawl2chat.model.train.fit` and the modules it drives (the LightningModule, the
 optimizer, the Lightning Trainer factory); and the names of the files ``fit`` leaves in
 its output folder, for the stages' reports and quality gates to find without importing
-training code.
+training code. The defaults are ``conf/base/default.yaml``'s ``train`` block (a test in
+``tests/test_config.py`` holds the two equal); ``conf/sft`` sets where SFT differs.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ STRATEGIES = ("auto", "ddp", "fsdp")
 class TrainCfg:
     """How to train; the ``train`` subsection of the ``base`` / ``sft`` params."""
 
-    lr: float = 6e-4  # peak learning rate, reached after warmup
-    min_lr: float = 6e-5  # end of the cosine decay (GPT-3 / nanoGPT: lr / 10)
-    warmup_steps: int = 20  # linear warmup, in optimizer steps
-    max_steps: int = 200  # optimizer steps in all
+    lr: float = 1e-3  # peak learning rate, reached after warmup
+    min_lr: float = 1e-4  # end of the cosine decay (GPT-3 / nanoGPT: lr / 10)
+    warmup_steps: int = 30  # linear warmup, in optimizer steps
+    max_steps: int = 300  # optimizer steps in all
     batch_size: int = 16  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step (tokens/step = this x batch x T)
     weight_decay: float = 0.1  # AdamW decay on matrices; biases and norms are not decayed
@@ -52,7 +53,7 @@ class TrainCfg:
     devices: int = 1  # processes per node (GPUs, or CPU processes under ddp); -1: all GPUs
     num_nodes: int = 1
     deterministic: bool = False  # deterministic kernels: bit-identical reruns and resumes
-    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: none
+    checkpoint_every: int = 100  # optimizer steps between checkpoints; 0: none
     resume: bool = True  # continue from the last checkpoint when there is one
     peak_flops: float | None = None  # per device, for MFU; None: the device table's
     progress_bar: bool = True
