@@ -29,11 +29,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from crawl2chat import runtime
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.lit import lr_at
 from crawl2chat.model.optim import build_optimizer
 from crawl2chat.model.resume import StepSampler
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 MODEL = GPTConfig(vocab_size=4096, block_size=256, n_layer=4, n_head=4, n_embd=256)
 

@@ -26,7 +26,6 @@ model to 2 x 64 (context 128) to check the script on a CPU.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -38,14 +37,15 @@ import torch
 import yaml
 
 from crawl2chat.config import build
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"gpt2_124m": ("gpt2_124m", {}),
          "gpt2_124m-eager": ("gpt2_124m", {"compile": False}),
          "modern_124m": ("modern_124m", {})}
-MODEL_FIELDS = {f.name for f in dataclasses.fields(GPTConfig)} - {"vocab_size"}
 GPT2_VOCAB = 50304  # 50257 padded to a multiple of 64, as the base stage pads it
 
 
@@ -73,7 +73,7 @@ def run_case(name: str, tokens: np.ndarray, steps: int, accum: int, tiny: bool
              ) -> dict[str, Any]:
     preset, changes = CASES[name]
     section = preset_base(preset)
-    fields = {k: v for k, v in section.items() if k in MODEL_FIELDS}
+    fields = dict(section["model"])
     if tiny:
         fields.update(n_layer=2, n_head=2, n_embd=64, block_size=128)
     config = GPTConfig(vocab_size=GPT2_VOCAB, **fields)

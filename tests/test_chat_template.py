@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from crawl2chat.chat.template import IGNORE, render, render_prompt, to_examples
+from crawl2chat.chat.template import render, render_prompt, to_examples
+from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.train import train_bpe
 

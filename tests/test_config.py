@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from crawl2chat import config, paths
+from crawl2chat.model.config import TrainCfg
+from crawl2chat.stages import base
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,3 +93,40 @@ def test_build_typed_sections() -> None:
 def test_build_names_the_bad_field(data: dict, message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.build(Outer, data, "x")
+
+
+def _disagreements(cls: type, section: dict[str, Any], where: str) -> Iterator[str]:
+    """Each field of dataclass ``cls`` (nested ones field by field) that ``section`` does
+    not set, or whose default differs from the value ``section`` gives it."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{where}.{f.name}"
+        if f.name not in section:
+            yield f"{name}: not set in conf"
+        elif dataclasses.is_dataclass(hints[f.name]):
+            yield from _disagreements(hints[f.name], section[f.name], name)
+        elif f.default is not dataclasses.MISSING and f.default != section[f.name]:
+            yield f"{name}: default {f.default!r}, conf {section[f.name]!r}"
+        elif (f.default_factory is not dataclasses.MISSING
+              and f.default_factory() != section[f.name]):
+            yield f"{name}: default {f.default_factory()!r}, conf {section[f.name]!r}"
+
+
+def test_base_dataclass_defaults_are_the_conf_base_values(project: Path) -> None:
+    """conf/base/default.yaml sets every field of base.Cfg, its model, train and eval, and
+    the dataclasses' defaults are those values: one owner each, changed on both sides."""
+    section = config.compose(project, ["~experiment"])["base"]  # no preset over it
+    assert list(_disagreements(base.Cfg, section, "base")) == []
+
+
+def test_changing_one_side_only_is_caught(project: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    conf_changed = config.compose(project, ["~experiment", "base.train.lr=0.002"])["base"]
+    assert list(_disagreements(base.Cfg, conf_changed, "base")) == [
+        "base.train.lr: default 0.001, conf 0.002"]
+    section = config.compose(project, ["~experiment"])["base"]
+    monkeypatch.setattr(TrainCfg.__dataclass_fields__["warmup_steps"], "default", 31)
+    assert list(_disagreements(base.Cfg, section, "base")) == [
+        "base.train.warmup_steps: default 31, conf 30"]
+    del section["model"]["mlp"]
+    assert "base.model.mlp: not set in conf" in _disagreements(base.Cfg, section, "base")

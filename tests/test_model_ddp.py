@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.config import TrainCfg
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 STEPS = 6
 

@@ -25,7 +25,7 @@ from crawl2chat.model.evaluate import (
     val_documents,
 )
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import TokenWindows
+from crawl2chat.model.windows import TokenWindows
 from crawl2chat.quality import GateFailed
 from crawl2chat.quality.base import _held_out
 from crawl2chat.quality.suite import validate

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import torch
 
+from crawl2chat.cli import main
 from crawl2chat.model.checkpoint import load_model, save_model
-from crawl2chat.model.export import ExportRefused, export_hf, hf_architecture, run_export
+from crawl2chat.model.export import ExportRefused, export_hf, hf_architecture
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import train_bpe
@@ -133,7 +134,9 @@ def test_unexportable_mixes_are_refused_naming_the_options(
     assert not (tmp_path / "hf").exists()  # refused before writing anything
 
 
-def test_save_model_records_why_there_is_no_hf_folder(tok: Tokenizer, tmp_path: Path) -> None:
+def test_save_model_records_why_there_is_no_hf_folder(tok: Tokenizer, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
     model = _random_model(320, positions="rotary", mlp="relu2", tie_embeddings=False)
     folder = tmp_path / "model"
     (folder / "hf").mkdir(parents=True)  # a stale export of an earlier save
@@ -146,8 +149,11 @@ def test_save_model_records_why_there_is_no_hf_folder(tok: Tokenizer, tmp_path: 
     assert loaded.lm_head.weight is not loaded.transformer.wte.weight
     ids = _ids(tok)
     torch.testing.assert_close(loaded(ids)[0], model(ids)[0], rtol=0, atol=0)
-    with pytest.raises(ExportRefused, match="LlamaForCausalLM needs norm=rmsnorm, mlp=swiglu"):
-        run_export(folder, tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:  # one line on stderr, no traceback
+        main(["export", str(folder), str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "LlamaForCausalLM needs norm=rmsnorm, mlp=swiglu" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_config_json_without_the_new_options_loads_as_gpt2(tok: Tokenizer,

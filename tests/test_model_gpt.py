@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, IGNORE_INDEX, GPTConfig
 from crawl2chat.model.lit import lr_at
 from crawl2chat.model.optim import param_groups
-from crawl2chat.model.train import TrainCfg
 
 CFG = GPTConfig(vocab_size=128, block_size=16, n_layer=2, n_head=2, n_embd=32)
 

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.lit import lr_at
 from crawl2chat.model.optim import MuonWithAdamW, build_optimizer, split_for_muon
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 CFG = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
 MUON = TrainCfg(optimizer="muon", lr=3e-3, muon_lr=0.02, warmup_steps=2, max_steps=20,

@@ -140,11 +140,10 @@ def test_modern_preset_composes_into_a_buildable_model(tmp_path: Path) -> None:
     tree = config.compose(tmp_path, ["experiment=modern_124m"])
     gpt2 = config.compose(tmp_path, ["experiment=gpt2_124m"])
     cfg = config.build(BaseCfg, tree["base"], "base")
-    assert cfg.train.optimizer == "muon" and cfg.positions == "rotary" and cfg.qk_norm
-    assert (cfg.n_layer, cfg.n_embd, cfg.block_size) == (12, 768, 1024)
+    arch = cfg.model
+    assert cfg.train.optimizer == "muon" and arch.positions == "rotary" and arch.qk_norm
+    assert (arch.n_layer, arch.n_embd, arch.block_size) == (12, 768, 1024)
     assert tree["tokens"] == gpt2["tokens"]  # only the model and optimizer differ
-    names = {f.name for f in dataclasses.fields(GPTConfig)}
-    arch = {k: v for k, v in dataclasses.asdict(cfg).items() if k in names}
     with torch.device("meta"):
-        model = GPT(GPTConfig(vocab_size=50304, **arch))
+        model = GPT(GPTConfig(vocab_size=50304, **dataclasses.asdict(arch)))
     assert 84e6 < model.num_params(non_embedding=True) < 86e6  # GPT-2 small's blocks

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.precision import Machine, choose, resolve, this_machine
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 # an AMD EPYC with AVX2 only (oneDNN offers no bf16 there) and a Xeon with AMX
 AVX2_CPU = Machine("cpu", cpu_capability="AVX2", onednn_bf16=False,

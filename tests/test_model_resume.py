@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from crawl2chat.errors import InputError
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.resume import StepSampler
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 
 
 class Killed(Exception):

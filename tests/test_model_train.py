@@ -14,11 +14,13 @@ from safetensors import safe_open
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import load_model, save_model
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.generate import generate, run_generate
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.lightning_trainer import grad_accum_for
 from crawl2chat.model.lit import lr_at
-from crawl2chat.model.train import TokenWindows, TrainCfg, fit
-from crawl2chat.model.trainer import grad_accum_for
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import train_bpe
 

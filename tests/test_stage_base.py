@@ -6,6 +6,7 @@ import json
 import math
 import random
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,9 @@ from crawl2chat import config
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import load_model
-from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import TrainCfg
-from crawl2chat.model.trainer import grad_accum_for
+from crawl2chat.model.config import TrainCfg
+from crawl2chat.model.gpt import GPT, GPTConfig, ModelCfg
+from crawl2chat.model.lightning_trainer import grad_accum_for
 from crawl2chat.quality import GateFailed, gate
 from crawl2chat.stages import base
 from crawl2chat.stages.base import Cfg, padded_vocab, run, unigram_entropy
@@ -37,12 +38,15 @@ def _documents(n: int) -> list[str]:
                      for _ in range(rng.randint(20, 40))) for _ in range(n)]
 
 
-def _cfg(**changes: object) -> Cfg:
+def _cfg(model: dict[str, object] | None = None, **changes: object) -> Cfg:
+    """The tiny run of these tests; ``model`` changes fields of its ModelCfg."""
     train = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=3, max_steps=20, batch_size=8,
                      eval_every=10, eval_batches=2, log_every=5, deterministic=True,
-                     progress_bar=False)
-    return Cfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "train": train,
-                  "prompts": ["The cat", "A"], "sample_tokens": 12, **changes})
+                     checkpoint_every=0, progress_bar=False)
+    shape = ModelCfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32,
+                        **(model or {})})
+    return Cfg(**{"model": shape, "train": train, "prompts": ["The cat", "A"],
+                  "sample_tokens": 12, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +106,7 @@ def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
     checkpoints = base.checkpoint_dir(cfg, tokens, tmp_path / "killed")
     assert checkpoints.parent == tmp_path and checkpoints.name.startswith("base.tmp-ckpt-")
     assert checkpoints == base.checkpoint_dir(_cfg(), tokens, tmp_path / "rerun")
-    assert checkpoints != base.checkpoint_dir(_cfg(dropout=0.1), tokens, tmp_path / "rerun")
+    assert checkpoints != base.checkpoint_dir(_cfg({"dropout": 0.1}), tokens, tmp_path / "rerun")
 
     class Killed(Exception):
         """Stands in for the process dying: in the samples of step 10, after its checkpoint."""
@@ -166,7 +170,7 @@ def _lose_a_sample(folder: Path) -> None:
     (_infinite_loss, {}, "finite"),
     (_lose_a_sample, {}, "samples"),
     (lambda folder: (folder / "loss_curve.png").unlink(), {}, "bytes"),
-    (lambda folder: None, {"n_layer": 3}, "n_layer"),
+    (lambda folder: None, {"model": {"n_layer": 3}}, "n_layer"),
 ])
 def test_gate_fails_on_broken_output(stage: tuple[Path, dict], tmp_path: Path,
                                      damage, cfg_changes: dict, expected: str) -> None:
@@ -179,10 +183,10 @@ def test_gate_fails_on_broken_output(stage: tuple[Path, dict], tmp_path: Path,
 
 
 def test_bad_input_and_shape_name_the_problem(tokens: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"val\.bin.*block_size"):
-        run(_cfg(block_size=4096), tokens, tmp_path)
-    with pytest.raises(ConfigError, match="n_head"):
-        run(_cfg(n_head=3), tokens, tmp_path)
+    with pytest.raises(InputError, match=r"val\.bin.*base\.model\.block_size"):
+        run(_cfg({"block_size": 4096}), tokens, tmp_path)
+    with pytest.raises(ConfigError, match=r"base\.model: n_embd \(32\).*n_head \(3\)"):
+        run(_cfg({"n_head": 3}), tokens, tmp_path)
     with pytest.raises(InputError, match=r"meta\.json"):
         run(_cfg(), tmp_path, tmp_path / "out")
 
@@ -200,12 +204,12 @@ def test_every_preset_builds_a_cfg_and_model(preset: str, tmp_path: Path) -> Non
     cfg = config.build(Cfg, config.compose(tmp_path, [f"experiment={preset}"])["base"], "base")
     vocab = {"demo": 4096, "smoke": 512, "gpt2_124m": 50257}[preset]
     with torch.device("meta"):  # shape only: no memory for GPT-2's 124M parameters
-        model = GPT(GPTConfig(padded_vocab(vocab), cfg.block_size, cfg.n_layer, cfg.n_head,
-                              cfg.n_embd, cfg.dropout))
+        model = GPT(GPTConfig(vocab_size=padded_vocab(vocab), **asdict(cfg.model)))
     if preset == "gpt2_124m":
         assert model.config.vocab_size == 50304
         assert model.num_params() == pytest.approx(124.4e6, rel=0.01)
-        accum = grad_accum_for(cfg.train, cfg.block_size, 1)
-        assert cfg.train.batch_size * accum * cfg.block_size == 524288 == cfg.train.tokens_per_step
+        block = cfg.model.block_size
+        accum = grad_accum_for(cfg.train, block, 1)
+        assert cfg.train.batch_size * accum * block == 524288 == cfg.train.tokens_per_step
         assert cfg.train.checkpoint_every > 0 and cfg.train.compile
     assert cfg.train.max_steps > cfg.train.warmup_steps

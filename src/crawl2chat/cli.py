@@ -87,9 +87,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from crawl2chat.model.export import run_export
+    from crawl2chat.model.checkpoint import load_model
+    from crawl2chat.model.export import export_hf, hf_architecture
 
-    return run_export(Path(args.model_dir), Path(args.out_dir))
+    model, tokenizer = load_model(Path(args.model_dir))
+    export_hf(model, tokenizer, Path(args.out_dir))
+    print(f"wrote {args.out_dir} (load with transformers.{hf_architecture(model.config)}"
+          ".from_pretrained)")
+    return 0
 
 
 def _probability(text: str) -> float:

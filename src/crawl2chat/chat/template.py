@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
 from crawl2chat.tokenizer import special
 
 if TYPE_CHECKING:
     from crawl2chat.tokenizer.tokenizer import Tokenizer
 
-IGNORE = -100  # targets the loss ignores (GPT.forward's ignore_index)
 TURN_TOKENS = {
     "system": (special.SYSTEM_START, special.SYSTEM_END),
     "user": (special.USER_START, special.USER_END),

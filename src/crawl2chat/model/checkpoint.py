@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from crawl2chat.errors import InputError
+from crawl2chat.model.export import HF_DIR, ExportRefused, export_hf, hf_architecture
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
@@ -44,8 +45,6 @@ def save_model(model: GPT, tokenizer: Tokenizer, folder: Path,
                extra: dict[str, Any] | None = None) -> None:
     """Write ``model`` and ``tokenizer`` into ``folder`` (created if missing)."""
     from safetensors.torch import save_file
-
-    from crawl2chat.model.export import HF_DIR, ExportRefused, export_hf, hf_architecture
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: t.detach().to("cpu").contiguous() for name, t in stored_state(model).items()}

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT
-from crawl2chat.model.train import TokenWindows
+from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 

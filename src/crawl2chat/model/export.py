@@ -163,14 +163,3 @@ def export_hf(model: GPT, tokenizer: Tokenizer, folder: Path) -> Path:
     (folder / "config.json").write_text(json.dumps(hf_config(model, tokenizer), indent=2) + "\n")
     tokenizer.save(folder)
     return folder
-
-
-def run_export(model_dir: Path, out_dir: Path) -> int:
-    """``crawl2chat export``: the Hugging Face form of a model folder, into ``out_dir``."""
-    from crawl2chat.model.checkpoint import load_model
-
-    model, tokenizer = load_model(model_dir)
-    export_hf(model, tokenizer, out_dir)
-    print(f"wrote {out_dir} (load with transformers.{hf_architecture(model.config)}"
-          ".from_pretrained)")
-    return 0

@@ -33,12 +33,12 @@ SWIGLU_MULTIPLE = 64  # SwiGLU hidden width rounded up to this, as Llama does
 Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin: [T, head_dim]
 
 
-@dataclass
-class GPTConfig:
-    """The shape of a GPT; saved as ``config.json`` beside the weights. Fields added
-    later have defaults that give the older model, so old ``config.json`` files load."""
+@dataclass(kw_only=True)
+class ModelCfg:
+    """A GPT's architecture, all but its vocabulary: the ``model`` subsection of the
+    ``base`` params. Fields added later have defaults that give the older model, so old
+    ``config.json`` files load; the size has none (``conf/base`` gives the demo's)."""
 
-    vocab_size: int  # rows of the embedding; padded to a multiple of 64 for fast matmuls
     block_size: int  # longest context the model is fed
     n_layer: int
     n_head: int
@@ -51,6 +51,14 @@ class GPTConfig:
     qk_norm: bool = False  # RMSNorm on each head's queries and keys (Qwen3, OLMo 2)
     mlp: str = "gelu"  # gelu (GPT-2) | relu2 (ReLU squared) | swiglu (gated SiLU, Llama)
     tie_embeddings: bool = True  # the output head is the token embedding, as in GPT-2
+
+
+@dataclass(kw_only=True)
+class GPTConfig(ModelCfg):
+    """The shape of a GPT: its architecture and the vocabulary the tokenizer sets; saved
+    as ``config.json`` beside the weights. Raises ValueError naming a bad field."""
+
+    vocab_size: int  # rows of the embedding; padded to a multiple of 64 for fast matmuls
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):

@@ -1,6 +1,6 @@
 """The LightningModule that trains a plain :class:`~crawl2chat.model.gpt.GPT`.
 
-In: a GPT (possibly ``torch.compile``-d), a :class:`~crawl2chat.model.train.TrainCfg`,
+In: a GPT (possibly ``torch.compile``-d), a :class:`~crawl2chat.model.config.TrainCfg`,
 a :class:`Meter` (tokens per step, FLOPs per token, the devices' peak) and batches
 ``{"input_ids": [B, T], "targets": [B, T]}``. Out: the same GPT, trained in place, and
 ``history``: every ``log_every`` optimizer steps the loss (averaged over the steps and,
@@ -20,17 +20,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.flops import mfu
 from crawl2chat.model.optim import build_optimizer
-
-if TYPE_CHECKING:
-    from crawl2chat.model.train import TrainCfg
 
 HISTORY_KEY = "crawl2chat_history"
 

@@ -1,7 +1,7 @@
 """The optimizer of a GPT: ``build_optimizer(model, cfg) -> torch.optim.Optimizer``.
 
 In: a model (a :class:`~crawl2chat.model.gpt.GPT`, possibly ``torch.compile``-d) and a
-:class:`~crawl2chat.model.train.TrainCfg` (``optimizer``, ``lr``, ``weight_decay``,
+:class:`~crawl2chat.model.config.TrainCfg` (``optimizer``, ``lr``, ``weight_decay``,
 ``beta1``/``beta2``, ``muon_lr``, ``muon_momentum``, ``grad_clip``, ``precision``). Out:
 
 - ``optimizer="adamw"``: AdamW, weight decay on matrices only;
@@ -16,15 +16,13 @@ uses the fused kernel where torch has one for the device (CUDA, and CPU in torch
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import Block
-
-if TYPE_CHECKING:
-    from crawl2chat.model.train import TrainCfg
 
 OPTIMIZERS = ("adamw", "muon")
 _FUSED_ADAMW_DEVICES = ("cuda", "cpu", "xpu", "mps")

@@ -1,8 +1,9 @@
 """Train a GPT with Lightning: ``fit(model, train, val, cfg, out_dir) -> metrics``.
 
 In: a :class:`~crawl2chat.model.gpt.GPT`, map-style datasets whose items are
-``{"input_ids": LongTensor[T], "targets": LongTensor[T]}`` (e.g. :class:`TokenWindows`
-over a flat token file), a :class:`TrainCfg` and optionally a checkpoint folder. Out:
+``{"input_ids": LongTensor[T], "targets": LongTensor[T]}`` (e.g.
+:class:`~crawl2chat.model.windows.TokenWindows` over a flat token file), a
+:class:`~crawl2chat.model.config.TrainCfg` and optionally a checkpoint folder. Out:
 the model trained in place and, in ``out_dir``, ``loss_curve.png``, ``train_log.jsonl``
 (a row per logged step: loss, lr, grad_norm, tokens_per_s, mfu; and per validation:
 val_loss) and ``train_samples.jsonl`` (the samples taken at each validation); the
@@ -20,122 +21,26 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from crawl2chat import runtime
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
+from crawl2chat.model import lightning_trainer as build
+from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG, TRAIN_SAMPLES, TrainCfg
+from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params
 from crawl2chat.model.gpt import GPT
+from crawl2chat.model.lit import History, LitGPT, Meter
+from crawl2chat.model.precision import resolve
+from crawl2chat.model.resume import ResumableLoader, ResumeCallback, StepSampler
 
-if TYPE_CHECKING:
-    from crawl2chat.model.lit import History
-
-LOSS_CURVE = "loss_curve.png"
-TRAIN_LOG = "train_log.jsonl"
-TRAIN_SAMPLES = "train_samples.jsonl"
-SCHEDULES = ("cosine", "wsd")
-STRATEGIES = ("auto", "ddp", "fsdp")
 log = logging.getLogger("crawl2chat")
-
-
-@dataclass
-class TrainCfg:
-    """How to train; the ``train`` subsection of the ``base`` / ``sft`` params."""
-
-    lr: float = 6e-4  # peak learning rate, reached after warmup
-    min_lr: float = 6e-5  # end of the cosine decay (GPT-3 / nanoGPT: lr / 10)
-    warmup_steps: int = 20  # linear warmup, in optimizer steps
-    max_steps: int = 200  # optimizer steps in all
-    batch_size: int = 16  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step (tokens/step = this x batch x T)
-    weight_decay: float = 0.1  # AdamW decay on matrices; biases and norms are not decayed
-    beta1: float = 0.9
-    beta2: float = 0.95
-    optimizer: str = "adamw"  # adamw | muon (Muon on block matrices, AdamW on the rest)
-    muon_lr: float = 0.02  # Muon's peak lr; the schedule scales it as it scales lr
-    muon_momentum: float = 0.95
-    grad_clip: float = 1.0  # clip the global grad norm to this; 0 turns clipping off
-    tokens_per_step: int | None = None  # all ranks together; sets grad_accum when given
-    schedule: str = "cosine"  # cosine | wsd (warmup, stable, linear decay)
-    decay_fraction: float = 0.2  # wsd: share of max_steps spent decaying to min_lr
-    eval_every: int = 50  # optimizer steps between validations (and samples)
-    eval_batches: int = 8  # micro-batches per validation
-    log_every: int = 10  # optimizer steps between logged rows (loss, lr, grad norm, MFU)
-    precision: str = "auto"  # Lightning precision, or auto: see crawl2chat.model.precision
-    seed: int = 1337  # weights, data order, dropout: the same seed, the same model
-    num_workers: int = 0  # DataLoader workers; 0 leaves both cores of a laptop to the model
-    compile: bool | None = None  # torch.compile the model; None: where CUDA is
-    strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp
-    devices: int = 1  # processes per node (GPUs, or CPU processes under ddp); -1: all GPUs
-    num_nodes: int = 1
-    deterministic: bool = False  # deterministic kernels: bit-identical reruns and resumes
-    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: none
-    resume: bool = True  # continue from the last checkpoint when there is one
-    peak_flops: float | None = None  # per device, for MFU; None: the device table's
-    progress_bar: bool = True
-
-    def __post_init__(self) -> None:
-        for name, value, allowed in (("schedule", self.schedule, SCHEDULES),
-                                     ("strategy", self.strategy, STRATEGIES)):
-            if value not in allowed:
-                raise ConfigError(f"train.{name} must be one of {', '.join(allowed)}, "
-                                  f"got {value!r}")
-        if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ConfigError(f"train.decay_fraction must be in [0, 1], "
-                              f"got {self.decay_fraction}")
-        for name in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
-
-
-class TokenWindows(Dataset):
-    """Windows of ``block_size + 1`` tokens from a flat token array (e.g. a memmap).
-
-    ``mode="random"``: ``count`` windows at random offsets drawn from ``seed`` and the
-    item index, so an item is the same whatever order or worker reads it.
-    ``mode="strided"``: ``count`` windows spread evenly over the array (default: every
-    non-overlapping window), for a validation set that covers the whole split.
-    """
-
-    def __init__(self, tokens: np.ndarray, block_size: int, mode: str = "strided",
-                 count: int | None = None, seed: int = 0) -> None:
-        span = len(tokens) - block_size - 1  # the last valid start
-        if span < 0:
-            raise InputError(f"{len(tokens)} tokens cannot fill one window of "
-                             f"block_size + 1 = {block_size + 1}")
-        if mode not in ("random", "strided"):
-            raise ValueError(f"mode must be 'random' or 'strided', got {mode!r}")
-        if mode == "random" and not count:
-            raise ValueError("random windows need a count")
-        self.tokens, self.block_size, self.mode, self.seed = tokens, block_size, mode, seed
-        self.starts: np.ndarray | None = None
-        if mode == "strided":
-            every = np.arange(0, span + 1, block_size)
-            self.starts = every if count is None or count >= len(every) else (
-                np.linspace(0, span, count).astype(np.int64))
-            self.count = len(self.starts)
-        else:
-            self.count = int(count or 0)
-        self._high = span + 1
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        if not 0 <= index < self.count:
-            raise IndexError(index)
-        if self.starts is not None:
-            start = int(self.starts[index])
-        else:
-            start = int(np.random.default_rng([self.seed, index]).integers(0, self._high))
-        chunk = torch.from_numpy(
-            np.asarray(self.tokens[start:start + self.block_size + 1], dtype=np.int64))
-        return {"input_ids": chunk[:-1], "targets": chunk[1:]}
 
 
 def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
@@ -154,15 +59,6 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     ``cfg.checkpoint_every``, ``last.ckpt`` is kept there and, with ``cfg.resume``, an
     existing one is continued.
     """
-    import lightning as L
-
-    from crawl2chat import runtime
-    from crawl2chat.model import trainer as build
-    from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params
-    from crawl2chat.model.lit import LitGPT, Meter
-    from crawl2chat.model.precision import resolve
-    from crawl2chat.model.resume import ResumableLoader, ResumeCallback, StepSampler
-
     runtime.quiet_libraries()  # importing lightning set its logger back to INFO
     L.seed_everything(cfg.seed, verbose=False)
     precision = resolve(cfg.precision)

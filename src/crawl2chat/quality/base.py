@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 from crawl2chat.model.checkpoint import CONFIG, TOKENIZER_DIR, WEIGHTS, stored_state
+from crawl2chat.model.config import LOSS_CURVE
 from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import LOSS_CURVE
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.base import SAMPLES, VOCAB_MULTIPLE
 from crawl2chat.tokenizer.tokenizer import TOKENIZER_FILE, Tokenizer
@@ -50,8 +50,8 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     row = {name: config.get(name) for name in ("architecture", *_FIELDS)}
     row |= {"vocab_mod_64": (config.get("vocab_size") or 1) % VOCAB_MULTIPLE,
             "tokenizer_vocab_size": tok_vocab}
-    shape = {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
-             "block_size": cfg.block_size}
+    shape = {name: getattr(cfg.model, name)
+             for name in ("n_layer", "n_head", "n_embd", "block_size")}
     config_checks = [
         E.ExpectColumnValuesToBeInSet(column="architecture", value_set=["gpt2"]),
         *(E.ExpectColumnValuesToNotBeNull(column=name) for name in _FIELDS),

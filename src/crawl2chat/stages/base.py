@@ -34,11 +34,13 @@ import torch
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import save_model
+from crawl2chat.model.config import LOSS_CURVE, TrainCfg
 from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
-from crawl2chat.model.gpt import GPT, GPTConfig
-from crawl2chat.model.train import LOSS_CURVE, TokenWindows, TrainCfg, fit
-from crawl2chat.model.trainer import grad_accum_for, world_size
+from crawl2chat.model.gpt import GPT, GPTConfig, ModelCfg
+from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
+from crawl2chat.model.train import fit
+from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.shards import open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -53,20 +55,8 @@ _CHUNK = 1 << 22
 class Cfg:
     """Params of the ``base`` stage (``params.yaml`` section ``base``)."""
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 256
-    block_size: int = 256
-    """Context length in tokens."""
-    dropout: float = 0.0
-    # architecture options, GPT-2's by default; see GPTConfig for what each one does
-    bias: bool = True
-    positions: str = "learned"
-    rope_theta: float = 10000.0
-    norm: str = "layernorm"
-    qk_norm: bool = False
-    mlp: str = "gelu"
-    tie_embeddings: bool = True
+    model: ModelCfg
+    """The GPT's size and architecture options; the tokenizer sets its vocabulary."""
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
     prompts: list[str] = field(default_factory=lambda: [
@@ -136,27 +126,24 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         raise InputError(f"{in_dir / 'meta.json'}: vocab_size {meta['vocab_size']} but "
                          f"{in_dir / 'tokenizer'} has {tok.vocab_size}; rerun the tokens stage")
     splits = {split: open_split(in_dir, split) for split in ("train", "val")}
+    block_size = cfg.model.block_size
     for split, tokens in splits.items():
-        if len(tokens) <= cfg.block_size + 1:
+        if len(tokens) <= block_size + 1:
             raise InputError(f"{in_dir / (split + '.bin')}: {len(tokens)} tokens, fewer than "
-                             f"one window of block_size {cfg.block_size} + 1; lower "
-                             f"base.block_size or give the tokens stage more text")
+                             f"one window of block_size {block_size} + 1; lower "
+                             f"base.model.block_size or give the tokens stage more text")
     try:
-        gpt_cfg = GPTConfig(vocab_size=padded_vocab(tok.vocab_size), block_size=cfg.block_size,
-                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                            dropout=cfg.dropout, bias=cfg.bias, positions=cfg.positions,
-                            rope_theta=cfg.rope_theta, norm=cfg.norm, qk_norm=cfg.qk_norm,
-                            mlp=cfg.mlp, tie_embeddings=cfg.tie_embeddings)
+        gpt_cfg = GPTConfig(vocab_size=padded_vocab(tok.vocab_size), **asdict(cfg.model))
     except ValueError as err:
-        raise ConfigError(f"base: {err}") from err
+        raise ConfigError(f"base.model: {err}") from err
     torch.manual_seed(cfg.train.seed)
     model = GPT(gpt_cfg)
     tc = cfg.train
     ranks = world_size(tc)
     # a fresh window for every sequence the run trains on (all ranks)
-    windows = tc.max_steps * grad_accum_for(tc, cfg.block_size, ranks) * tc.batch_size * ranks
-    train = TokenWindows(splits["train"], cfg.block_size, "random", windows, seed=tc.seed)
-    val = TokenWindows(splits["val"], cfg.block_size, "strided", tc.eval_batches * tc.batch_size)
+    windows = tc.max_steps * grad_accum_for(tc, block_size, ranks) * tc.batch_size * ranks
+    train = TokenWindows(splits["train"], block_size, "random", windows, seed=tc.seed)
+    val = TokenWindows(splits["val"], block_size, "strided", tc.eval_batches * tc.batch_size)
     entropy = unigram_entropy(splits["train"], gpt_cfg.vocab_size)
     uniform = math.log(tok.vocab_size)
 
@@ -170,7 +157,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     samples = sample(model, tok, cfg)
     held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
     metrics: dict[str, Any] = {
-        "records": result["tokens"] / cfg.block_size,  # windows trained on
+        "records": result["tokens"] / block_size,  # windows trained on
         "tokens": result["tokens"],
         "val_loss": result["val_loss"],
         "train_loss": result["train_loss"],

@@ -44,7 +44,7 @@ from crawl2chat.chat_eval.refusal import load_prompts
 from crawl2chat.chat_eval.report import write_report
 from crawl2chat.config import ConfigError, build
 from crawl2chat.errors import InputError
-from crawl2chat.model.train import TrainCfg
+from crawl2chat.model.config import TrainCfg
 
 log = logging.getLogger("crawl2chat.sft")
 EVAL_FILE = "eval.json"

@@ -1,5 +1,5 @@
 """The Lightning ``Trainer`` that :func:`crawl2chat.model.train.fit` runs, built from a
-:class:`~crawl2chat.model.train.TrainCfg`.
+:class:`~crawl2chat.model.config.TrainCfg`.
 
 In: the config, the derived gradient accumulation, callbacks and a logger. Out: a
 Trainer with the configured strategy (``auto``, ``ddp``, ``fsdp`` sharding per
@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import torch
 
 from crawl2chat.config import ConfigError
-
-if TYPE_CHECKING:
-    from crawl2chat.model.train import TrainCfg
+from crawl2chat.model.config import TrainCfg
+from crawl2chat.model.gpt import Block
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -54,8 +53,6 @@ def _strategy(cfg: TrainCfg) -> Any:
     if cfg.strategy != "fsdp":
         return cfg.strategy
     from lightning.pytorch.strategies import FSDPStrategy
-
-    from crawl2chat.model.gpt import Block
 
     # one FSDP unit per block: parameters gathered layer by layer, not all at once
     return FSDPStrategy(auto_wrap_policy={Block})
