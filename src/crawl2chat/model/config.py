@@ -18,6 +18,7 @@ from crawl2chat.config import ConfigError
 LOSS_CURVE = "loss_curve.png"
 TRAIN_LOG = "train_log.jsonl"
 TRAIN_SAMPLES = "train_samples.jsonl"
+SAMPLES = "samples.json"  # the base stage's samples from its fixed prompts after training
 SCHEDULES = ("cosine", "wsd")
 STRATEGIES = ("auto", "ddp", "fsdp")
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from crawl2chat.model.kvcache import KVCache, LayerKV, attention_mask
 
+VOCAB_MULTIPLE = 64  # embedding rows padded to a multiple of this (faster matmuls)
 IGNORE_INDEX = -100  # targets with this id add nothing to the loss (SFT masks prompts so)
 POSITIONS = ("learned", "rotary")
 NORMS = ("layernorm", "rmsnorm")
@@ -31,6 +32,11 @@ RMS_EPS = 1e-6  # HF Llama's / Qwen3's default rms_norm_eps
 SWIGLU_MULTIPLE = 64  # SwiGLU hidden width rounded up to this, as Llama does
 
 Rope = tuple[torch.Tensor, torch.Tensor]  # cos, sin: [T, head_dim]
+
+
+def padded_vocab(vocab_size: int) -> int:
+    """``vocab_size`` rounded up to a multiple of :data:`VOCAB_MULTIPLE`."""
+    return -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 @dataclass(kw_only=True)

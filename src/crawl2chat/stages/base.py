@@ -34,10 +34,10 @@ import torch
 from crawl2chat.config import ConfigError
 from crawl2chat.errors import InputError
 from crawl2chat.model.checkpoint import save_model
-from crawl2chat.model.config import LOSS_CURVE, TrainCfg
+from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
 from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
-from crawl2chat.model.gpt import GPT, GPTConfig, ModelCfg
+from crawl2chat.model.gpt import GPT, VOCAB_MULTIPLE, GPTConfig, ModelCfg, padded_vocab
 from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
@@ -45,8 +45,6 @@ from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.shards import open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
-SAMPLES = "samples.json"
-VOCAB_MULTIPLE = 64
 UNIGRAM_MAX_TOKENS = 1 << 26  # the entropy of larger splits is estimated on a spread sample
 _CHUNK = 1 << 22
 
@@ -66,10 +64,6 @@ class Cfg:
     """New tokens per sample."""
     require_beats_unigram: bool = False
     """Quality gate: val loss must be below the unigram entropy (off for tiny smoke runs)."""
-
-
-def padded_vocab(vocab_size: int) -> int:
-    return -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
 
 
 def unigram_entropy(tokens: np.ndarray, vocab_size: int,
