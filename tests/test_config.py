@@ -15,7 +15,7 @@ import yaml
 
 from crawl2chat import config, paths
 from crawl2chat.model.config import TrainCfg
-from crawl2chat.stages import base
+from crawl2chat.stages import base, sft
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,6 +117,16 @@ def test_base_dataclass_defaults_are_the_conf_base_values(project: Path) -> None
     the dataclasses' defaults are those values: one owner each, changed on both sides."""
     section = config.compose(project, ["~experiment"])["base"]  # no preset over it
     assert list(_disagreements(base.Cfg, section, "base")) == []
+
+
+def test_sft_dataclass_defaults_are_the_conf_sft_values(project: Path) -> None:
+    """The same for sft, except what conf/sft alone owns: its data sources and prompt
+    lists (no useful default), and ``train``, where conf/sft states only what fine-tuning
+    changes and the rest are TrainCfg's (base's) defaults."""
+    section = config.compose(project, ["~experiment"])["sft"]
+    owned_by_conf = ("sft.data:", "sft.train.", "sft.eval.prompts:")
+    assert [d for d in _disagreements(sft.Cfg, section, "sft")
+            if not d.startswith(owned_by_conf)] == []
 
 
 def test_changing_one_side_only_is_caught(project: Path, monkeypatch: pytest.MonkeyPatch

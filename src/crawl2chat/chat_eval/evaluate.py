@@ -55,9 +55,9 @@ class EvalCfg:
     benign: str | None = "data/demo/chat/eval_benign.jsonl"
     refusal_prompts: int | None = None
     # quality gate (crawl2chat.quality.sft)
-    min_format_compliance: float = 0.5
+    min_format_compliance: float = 0.8
     min_distinct_replies: float = 0.3  # distinct replies / replies: catches a collapsed model
-    max_heldout_loss: float = 10.0
+    max_heldout_loss: float = 6.0
     min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
     max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
 

@@ -71,7 +71,7 @@ class Cfg:
     # patterns (fnmatch) such as ["transformer.h.3.*"]; the rest is frozen
     train_layers: str | list[str] = "all"
     eval: EvalCfg = field(default_factory=EvalCfg)  # the evaluation and its quality gate
-    min_train_conversations: int = 100  # quality gate (crawl2chat.quality.sft)
+    min_train_conversations: int = 1000  # quality gate (crawl2chat.quality.sft)
 
     def __post_init__(self) -> None:
         if not self.data:
