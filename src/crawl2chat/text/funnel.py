@@ -16,15 +16,13 @@ if TYPE_CHECKING:
 
 
 def _plot(out_dir: Path, counts: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
     rows = counts["steps"]
     labels = ["crawled pages"] + [f"after {r['name']}" for r in rows]
     values = [counts["docs_in"]] + [_left(counts, i) for i in range(len(rows))]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
+    fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2))
+    ax = fig.add_subplot()
     ax.barh(labels[::-1], values[::-1], color="#4c72b0")
     for y, v in enumerate(values[::-1]):
         ax.text(v, y, f" {v}", va="center")
@@ -33,7 +31,6 @@ def _plot(out_dir: Path, counts: dict[str, Any]) -> None:
     ax.set_xlim(0, max(values) * 1.15 or 1)
     fig.tight_layout()
     fig.savefig(out_dir / "funnel.png", dpi=100)
-    plt.close(fig)
 
 
 def _left(counts: dict[str, Any], i: int) -> int:
