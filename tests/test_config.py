@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from crawl2chat import config, paths
+from crawl2chat.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def test_write_params_keeps_file_untouched_when_unchanged(project: Path) -> None
 
 
 def test_bad_override_is_a_config_error(project: Path) -> None:
-    with pytest.raises(config.ConfigError, match="nosuchgroup"):
+    with pytest.raises(ConfigError, match="nosuchgroup"):
         config.compose(project, ["nosuchgroup=1"])
 
 
@@ -85,5 +86,5 @@ def test_build_typed_sections() -> None:
     ({"inner": 3}, r"x.inner: expected a mapping"),
 ])
 def test_build_names_the_bad_field(data: dict, message: str) -> None:
-    with pytest.raises(config.ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         config.build(Outer, data, "x")

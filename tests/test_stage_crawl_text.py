@@ -17,9 +17,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
-from crawl2chat.quality import GateFailed, gate
+from crawl2chat.errors import ConfigError, GateFailed, InputError
+from crawl2chat.quality import gate
 from crawl2chat.stages import crawl, text
 from crawl2chat.web.parallel import RunnerCfg
 from crawl2chat.web.warc import WarcShardWriter

@@ -18,13 +18,12 @@ from crawl2chat.chat import evaluate, session
 from crawl2chat.chat.data import Source, load_sources, split
 from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import IGNORE
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.model import train as train_module
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.train import TrainCfg
-from crawl2chat.quality import GateFailed, gate
+from crawl2chat.quality import gate
 from crawl2chat.stages import sft
 from crawl2chat.tokenizer.train import train_bpe
 

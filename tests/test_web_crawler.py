@@ -15,7 +15,8 @@ from fastwarc.warc import ArchiveIterator as FastIterator
 from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
-from crawl2chat.config import ConfigError, build
+from crawl2chat.config import build
+from crawl2chat.errors import ConfigError
 from crawl2chat.stages import crawl
 from crawl2chat.web.crawler import Crawler, CrawlerSettings
 from crawl2chat.web.links import extract_links

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 
 if TYPE_CHECKING:
     from crawl2chat.model.train import TrainCfg

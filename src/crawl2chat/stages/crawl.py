@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawl2chat import paths
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.web.crawler import CrawlerSettings, CrawlStats
 from crawl2chat.web.sources import Source, local_copy, resolve
 from crawl2chat.web.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses

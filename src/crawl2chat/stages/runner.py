@@ -21,12 +21,9 @@ from typing import Any
 
 from crawl2chat import config, lineage, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
+from crawl2chat.errors import StageError
 
 log = logging.getLogger("crawl2chat")
-
-
-class StageError(RuntimeError):
-    """A stage cannot run or its output failed a check; the message says why."""
 
 
 def git_revision(root: Path) -> str:

@@ -42,8 +42,8 @@ from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
 from crawl2chat.chat.refusal import load_prompts
 from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import to_examples
-from crawl2chat.config import ConfigError, build
-from crawl2chat.errors import InputError
+from crawl2chat.config import build
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.train import TrainCfg
 
 log = logging.getLogger("crawl2chat.sft")

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.web.fetch import REDIRECTS, Exchange, FetchError, fetch
 from crawl2chat.web.links import charset_of, extract_links, normalize
 from crawl2chat.web.politeness import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.web.c4 import C4
 from crawl2chat.web.extract import extract
 from crawl2chat.web.fineweb import FineWebRules
