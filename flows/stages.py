@@ -10,7 +10,7 @@ from collections.abc import Callable
 from prefect import flow
 
 from crawl2chat.paths import STAGES
-from crawl2chat.stages.runner import execute
+from crawl2chat.runner import execute
 
 
 def _stage_flow(stage: str) -> Callable[[], dict[str, float]]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from crawl2chat import paths
-from crawl2chat.stages.runner import execute
+from crawl2chat.runner import execute
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@
   pipeline that it reads (the crawl's WARC files, the SFT conversations), so that
   lineage records their digests.
 
-:mod:`crawl2chat.stages.runner` wraps the core with atomic output, the quality gate,
+:mod:`crawl2chat.runner` wraps the core with atomic output, the quality gate,
 the manifest and the MLflow run.
 """
 

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,33 +21,13 @@ from typing import Any
 from crawl2chat import config, lineage, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import StageError
+from crawl2chat.quality import gate
 
 log = logging.getLogger("crawl2chat")
 
 
-def git_revision(root: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out + ("-dirty" if dirty else "")
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    file = folder / paths.MANIFEST
-    if not file.exists():
-        raise StageError(f"{folder} has no {paths.MANIFEST}: run its stage first "
-                         f"(`dvc repro` or `crawl2chat stage NAME`)")
-    return json.loads(file.read_text())
-
-
 def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     """Run ``stage`` end to end; return its metrics."""
-    from crawl2chat.quality import gate
-
     root = (root or paths.project_root()).resolve()
     # the stage's core resolves project-relative inputs through paths.project_root()
     os.environ["CRAWL2CHAT_ROOT"] = str(root)
@@ -62,7 +41,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     in_dir = paths.stage_input(stage, root)
     inputs: dict[str, dict[str, str]] = {}
     if in_dir is not None:
-        upstream = read_manifest(in_dir)
+        upstream = lineage.read_manifest(in_dir)
         inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = {
             "digest": folder_digest(in_dir), "kind": "stage",
             "mlflow_run_id": upstream.get("mlflow_run_id", "")}
@@ -92,7 +71,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             manifest = {
                 "stage": stage,
                 "params_hash": config.section_hash(section),
-                "git_revision": git_revision(root),
+                "git_revision": lineage.git_revision(root),
                 "inputs": inputs,
                 "records": metrics.get("records"),
                 "tokens": metrics.get("tokens"),
@@ -101,7 +80,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "mlflow_run_id": run.run_id,
                 "created_unix": int(time.time()),
             }
-            (tmp / paths.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            lineage.write_manifest(tmp, manifest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
