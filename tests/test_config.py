@@ -88,3 +88,17 @@ def test_build_typed_sections() -> None:
 def test_build_names_the_bad_field(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.build(Outer, data, "x")
+
+
+@dataclass
+class Bound:
+    steps: int = 10
+    root: Path = field(default=Path("."), metadata=config.NOT_A_PARAM)
+
+
+def test_a_field_resolve_sets_is_neither_read_from_nor_written_as_params() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['root'\]; known: \['steps'\]"):
+        config.build(Bound, {"steps": 3, "root": "/elsewhere"}, "x")
+    assert config.as_params(Bound(steps=3, root=Path("/project"))) == {"steps": 3}
+    assert config.as_params(Outer()) == {"steps": 10, "inner": {"lr": 1e-3, "names": []},
+                                         "limit": None}

@@ -1,7 +1,8 @@
 """Run one stage under the stage contract.
 
-``execute(stage)``: read the stage's params section into its ``Cfg``, run the pure core
-into a temporary folder, run the stage's quality gate on it, write ``manifest.json``,
+``execute(stage)``: read the stage's params section into its ``Cfg`` (bound to the
+project by the stage's ``resolve`` where it has one), run the pure core into a
+temporary folder, run the stage's quality gate on it, write ``manifest.json``,
 then swap the temporary folder into place (so an interrupted or failed stage never
 leaves a half output for DVC to cache), write the DVC metrics file and close the
 MLflow run that records all of it.
@@ -29,13 +30,14 @@ log = logging.getLogger("crawl2chat")
 def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     """Run ``stage`` end to end; return its metrics."""
     root = (root or paths.project_root()).resolve()
-    # the stage's core resolves project-relative inputs through paths.project_root()
-    os.environ["CRAWL2CHAT_ROOT"] = str(root)
     module = stages.load(stage)
     section = config.load_params(root).get(stage)
     if section is None:
         raise StageError(f"params.yaml has no '{stage}' section: run `crawl2chat compose`")
     cfg = config.build(module.Cfg, section, stage)
+    bind = getattr(module, "resolve", None)
+    if bind:  # project-relative paths in the config are read from root
+        cfg = bind(cfg, root)
     runtime.quiet_libraries()  # the stage module's imports may have reset log levels
 
     in_dir = paths.stage_input(stage, root)

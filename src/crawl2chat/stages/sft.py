@@ -22,13 +22,12 @@ import fnmatch
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from crawl2chat import paths
 from crawl2chat.chat.data import (
     SKIP_REASONS,
     Conversation,
@@ -42,7 +41,7 @@ from crawl2chat.chat.evaluate import assistant_loss, evaluate, rates, reply
 from crawl2chat.chat.refusal import load_prompts
 from crawl2chat.chat.report import write_report
 from crawl2chat.chat.template import to_examples
-from crawl2chat.config import build
+from crawl2chat.config import NOT_A_PARAM, as_params, build
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.train import TrainCfg
 
@@ -91,6 +90,8 @@ class Cfg:
     max_heldout_loss: float = 10.0
     min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
     max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
+    # the folder the relative data and prompt paths are read from (and origins named after)
+    root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -114,6 +115,11 @@ class Cfg:
 
 def _refusal_files(cfg: Cfg) -> dict[str, str]:
     return {k: f for k, f in (("harmful", cfg.eval_harmful), ("benign", cfg.eval_benign)) if f}
+
+
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` bound to the project in ``root``: its relative paths are read from there."""
+    return dataclasses.replace(cfg, root=root)
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
@@ -188,7 +194,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
 
     if in_dir is None:
         raise ConfigError("sft needs the base model folder as its input")
-    root = paths.project_root()
+    root = cfg.root.resolve()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = load_model(in_dir, device=device)
     block_size = cfg.block_size or model.config.block_size
@@ -248,7 +254,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                                           "heldout_loss": heldout_loss,
                                           "format_compliance": measured["format_compliance"]})
     (out_dir / EVAL_FILE).write_text(json.dumps(
-        {"metrics": metrics, "cfg": asdict(cfg)}, indent=2, default=str) + "\n")
+        {"metrics": metrics, "cfg": as_params(cfg)}, indent=2, default=str) + "\n")
     (out_dir / REPLIES_FILE).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies))
     write_report(out_dir, cfg, metrics, replies)
