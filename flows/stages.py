@@ -1,6 +1,6 @@
 """One Prefect flow per stage. Each is a thin adapter around ``runner.execute``:
 the stage's pure core, quality gate, manifest and MLflow run live in the library.
-DVC calls them through ``crawl2chat stage NAME``.
+DVC calls them through ``crawl2chat stage NAME``, which runs this file from the project.
 """
 
 from __future__ import annotations

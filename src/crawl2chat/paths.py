@@ -19,6 +19,7 @@ PARAMS_FILE = "params.yaml"
 OVERRIDES_FILE = "conf/overrides.yaml"
 METRICS_DIR = "metrics"
 MANIFEST = "manifest.json"
+FLOWS_DIR = "flows"  # the Prefect flows: files of the project, run from there
 
 
 def project_root() -> Path:
@@ -45,3 +46,7 @@ def stage_input(stage: str, root: Path | None = None) -> Path | None:
 
 def metrics_file(stage: str, root: Path | None = None) -> Path:
     return (root or project_root()) / METRICS_DIR / f"{stage}.json"
+
+
+def flow_file(name: str, root: Path | None = None) -> Path:
+    return (root or project_root()) / FLOWS_DIR / f"{name}.py"
