@@ -23,7 +23,8 @@ FLOWS_DIR = "flows"  # the Prefect flows: files of the project, run from there
 
 
 def project_root() -> Path:
-    """The project root: $CRAWL2CHAT_ROOT, else the nearest folder above cwd with dvc.yaml."""
+    """The project root: $CRAWL2CHAT_ROOT (a user's override; the library never sets it),
+    else the nearest folder above cwd with dvc.yaml and conf/."""
     env = os.environ.get("CRAWL2CHAT_ROOT")
     if env:
         return Path(env).resolve()
