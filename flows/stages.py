@@ -22,9 +22,5 @@ def _stage_flow(stage: str) -> Callable[[], dict[str, float]]:
     return stage_flow
 
 
-FLOWS: dict[str, Callable[[], dict[str, float]]] = {name: _stage_flow(name) for name in STAGES}
-crawl, text, tokens, base, sft = (FLOWS[name] for name in STAGES)
-
-
-def run_stage_flow(stage: str) -> dict[str, float]:
-    return FLOWS[stage]()
+# one module-level flow per stage, named after it: `crawl2chat stage NAME` loads NAME
+crawl, text, tokens, base, sft = (_stage_flow(name) for name in STAGES)

@@ -29,15 +29,16 @@ Great Expectations suite. Typical use:
 """
 
 
-def _flow(name: str, attr: str, root: Path) -> Any:
-    """``attr`` of the project's ``flows/NAME.py``, run from its file: the flows belong to
-    the project (as dvc.yaml does), not to the installed package."""
-    import runpy
+def _flow(file_name: str, flow_name: str, root: Path) -> Any:
+    """The flow ``flow_name`` of the project's ``flows/FILE_NAME.py``, loaded from the file
+    as Prefect loads a deployment's entrypoint: the flows belong to the project (as
+    dvc.yaml does), not to the installed package."""
+    from prefect.flows import load_flow_from_entrypoint
 
-    file = paths.flow_file(name, root)
+    file = paths.flow_file(file_name, root)
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing: run crawl2chat inside its project")
-    return runpy.run_path(str(file))[attr]
+    return load_flow_from_entrypoint(f"{file}:{flow_name}", use_placeholder_flow=False)
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
@@ -67,9 +68,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    run_stage_flow = _flow("stages", "run_stage_flow", paths.project_root())
+    stage_flow = _flow("stages", args.name, paths.project_root())
     runtime.quiet_libraries()
-    metrics = run_stage_flow(args.name)
+    metrics = stage_flow()
     print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
     return 0
 
