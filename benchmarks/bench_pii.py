@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -42,12 +41,12 @@ def _demo_text(work: Path, pii: dict[str, Any] | None) -> tuple[Path, float]:
     """Run crawl (once) and text on the demo preset; ``pii`` None skips the pii step."""
     from crawl2chat.stages import crawl, text
 
-    os.environ["CRAWL2CHAT_ROOT"] = str(ROOT)
     tree = config.compose(ROOT, ["experiment=demo"])
     crawl_dir = work / "crawl"
     if not crawl_dir.exists():
         crawl_dir.mkdir()
-        crawl.run(config.build(crawl.Cfg, tree["crawl"], "crawl"), None, crawl_dir)
+        crawl.run(crawl.resolve(config.build(crawl.Cfg, tree["crawl"], "crawl"), ROOT), None,
+                  crawl_dir)
     section = dict(tree["text"])
     if pii is None:
         section["skip_steps"] = [*section.get("skip_steps", []), "pii"]

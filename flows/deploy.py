@@ -36,10 +36,12 @@ def load_cfg(root: Path) -> DeployCfg:
 
 def build_deployment(cfg: DeployCfg, root: Path) -> Any:
     """The pipeline flow as a RunnerDeployment on ``cfg.cron``, rebuilding ``root``."""
+    from prefect.flows import load_flow_from_entrypoint
     from prefect.schedules import Cron
 
-    from flows.pipeline import pipeline
-
+    # the flow file beside this one: flows/ is a folder of the project, not a package
+    pipeline = load_flow_from_entrypoint(f"{Path(__file__).with_name('pipeline.py')}:pipeline",
+                                         use_placeholder_flow=False)
     return pipeline.to_deployment(
         name=cfg.name, schedule=Cron(cfg.cron, timezone=cfg.timezone),
         parameters={"root": str(root)}, tags=["crawl2chat"],

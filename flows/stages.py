@@ -1,6 +1,6 @@
 """One Prefect flow per stage. Each is a thin adapter around ``runner.execute``:
 the stage's pure core, quality gate, manifest and MLflow run live in the library.
-DVC calls them through ``crawl2chat stage NAME``.
+DVC calls them through ``crawl2chat stage NAME``, which runs this file from the project.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from prefect import flow
 
 from crawl2chat.paths import STAGES
-from crawl2chat.stages.runner import execute
+from crawl2chat.runner import execute
 
 
 def _stage_flow(stage: str) -> Callable[[], dict[str, float]]:
@@ -22,9 +22,5 @@ def _stage_flow(stage: str) -> Callable[[], dict[str, float]]:
     return stage_flow
 
 
-FLOWS: dict[str, Callable[[], dict[str, float]]] = {name: _stage_flow(name) for name in STAGES}
-crawl, text, tokens, base, sft = (FLOWS[name] for name in STAGES)
-
-
-def run_stage_flow(stage: str) -> dict[str, float]:
-    return FLOWS[stage]()
+# one module-level flow per stage, named after it: `crawl2chat stage NAME` loads NAME
+crawl, text, tokens, base, sft = (_stage_flow(name) for name in STAGES)

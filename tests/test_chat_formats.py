@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawl2chat.chat.data import Source, is_heldout, load_sources, repeats
-from crawl2chat.config import ConfigError, build
-from crawl2chat.errors import InputError
+from crawl2chat.config import build
+from crawl2chat.errors import ConfigError, InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "chat"
 BASIL = "How do I keep basil alive on a windowsill?"

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from crawl2chat import config, paths
+from crawl2chat.errors import ConfigError
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.stages import base, sft
 
@@ -60,7 +61,7 @@ def test_write_params_keeps_file_untouched_when_unchanged(project: Path) -> None
 
 
 def test_bad_override_is_a_config_error(project: Path) -> None:
-    with pytest.raises(config.ConfigError, match="nosuchgroup"):
+    with pytest.raises(ConfigError, match="nosuchgroup"):
         config.compose(project, ["nosuchgroup=1"])
 
 
@@ -91,7 +92,7 @@ def test_build_typed_sections() -> None:
     ({"inner": 3}, r"x.inner: expected a mapping"),
 ])
 def test_build_names_the_bad_field(data: dict, message: str) -> None:
-    with pytest.raises(config.ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         config.build(Outer, data, "x")
 
 
@@ -140,3 +141,17 @@ def test_changing_one_side_only_is_caught(project: Path, monkeypatch: pytest.Mon
         "base.train.warmup_steps: default 31, conf 30"]
     del section["model"]["mlp"]
     assert "base.model.mlp: not set in conf" in _disagreements(base.Cfg, section, "base")
+
+
+@dataclass
+class Bound:
+    steps: int = 10
+    root: Path = field(default=Path("."), metadata=config.NOT_A_PARAM)
+
+
+def test_a_field_resolve_sets_is_neither_read_from_nor_written_as_params() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['root'\]; known: \['steps'\]"):
+        config.build(Bound, {"steps": 3, "root": "/elsewhere"}, "x")
+    assert config.as_params(Bound(steps=3, root=Path("/project"))) == {"steps": 3}
+    assert config.as_params(Outer()) == {"steps": 10, "inner": {"lr": 1e-3, "names": []},
+                                         "limit": None}

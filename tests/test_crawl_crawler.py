@@ -15,10 +15,11 @@ from fastwarc.warc import ArchiveIterator as FastIterator
 from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
-from crawl2chat.config import ConfigError, build
+from crawl2chat.config import build
 from crawl2chat.crawl.crawler import Crawler, CrawlerSettings
 from crawl2chat.crawl.links import extract_links
 from crawl2chat.crawl.politeness import Refused, resolve_public
+from crawl2chat.errors import ConfigError
 from crawl2chat.stages import crawl
 
 SLOW_S = 1.5  # the slow page answers after this long; the crawler's timeout is shorter

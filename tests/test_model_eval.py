@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from crawl2chat.errors import GateFailed
 from crawl2chat.model.evaluate import (
     EvalCfg,
     Passage,
@@ -26,7 +27,6 @@ from crawl2chat.model.evaluate import (
 )
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.windows import TokenWindows
-from crawl2chat.quality import GateFailed
 from crawl2chat.quality.base import _held_out
 from crawl2chat.quality.suite import validate
 from crawl2chat.tokenizer import special

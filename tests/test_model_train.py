@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.generate import generate, run_generate

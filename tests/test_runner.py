@@ -1,8 +1,10 @@
-"""The stage contract in ``runner.execute``: rank 0 owns the output, other ranks none."""
+"""The stage contract in ``runner.execute``: the stage bound to its project, rank 0 owns
+the output, other ranks none, leftovers of killed runs swept."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,16 +13,15 @@ import pytest
 import yaml
 
 from crawl2chat import paths
-from crawl2chat.stages.runner import execute
+from crawl2chat.runner import execute
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project folder whose params run the crawl stage on one bundled WARC file."""
-    # execute() points CRAWL2CHAT_ROOT at the project: restore it for the tests after
-    monkeypatch.setenv("CRAWL2CHAT_ROOT", str(tmp_path))
+def project(tmp_path: Path) -> Path:
+    """A project folder (not the working directory) whose params run the crawl stage on
+    one bundled WARC file, named relative to the project."""
     (tmp_path / "warc").mkdir()
     source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
     shutil.copy(source, tmp_path / "warc" / source.name)
@@ -36,12 +37,18 @@ def _crawl_runs() -> int:
 
 def test_rank_zero_writes_output_manifest_metrics_and_one_mlflow_run(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "CRAWL2CHAT_ROOT"):
         monkeypatch.delenv(name, raising=False)
     before = _crawl_runs()
     metrics = execute("crawl", project)
     out = paths.stage_output("crawl", project)
-    assert json.loads((out / paths.MANIFEST).read_text())["stage"] == "crawl"
+    manifest = json.loads((out / paths.MANIFEST).read_text())
+    assert manifest["stage"] == "crawl"
+    # the relative source was read from the project, and is named relative to it
+    [warc] = (project / "warc").iterdir()
+    assert list(manifest["inputs"]) == [f"warc/{warc.name}"]
+    assert json.loads((out / "sources.json").read_text())[0]["source"] == f"warc/{warc.name}"
+    assert "CRAWL2CHAT_ROOT" not in os.environ  # the stage was bound, not the process
     assert json.loads(paths.metrics_file("crawl", project).read_text()) == metrics
     assert _crawl_runs() == before + 1
 
@@ -80,7 +87,6 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
     url = f"http://127.0.0.1:{server.server_address[1]}/{source.name}"
     project = tmp_path / "project"
     project.mkdir()
-    monkeypatch.setenv("CRAWL2CHAT_ROOT", str(project))
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     (project / paths.PARAMS_FILE).write_text(
@@ -99,7 +105,6 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
 
 def test_folders_left_by_a_killed_run_are_swept_at_the_next_start(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
     import signal
     import subprocess
     import sys

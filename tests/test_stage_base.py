@@ -15,13 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from crawl2chat import config
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.model.checkpoint import load_model
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig, ModelCfg, padded_vocab
 from crawl2chat.model.lightning_trainer import grad_accum_for
-from crawl2chat.quality import GateFailed, gate
+from crawl2chat.quality import gate
 from crawl2chat.stages import base
 from crawl2chat.stages.base import Cfg, run, unigram_entropy
 from crawl2chat.tokenizer.shards import open_split, write_shards

@@ -17,11 +17,10 @@ import fsspec
 import pandas as pd
 import pytest
 
-from crawl2chat.config import ConfigError
 from crawl2chat.crawl.warc import WarcShardWriter
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.parallel import RunnerCfg
-from crawl2chat.quality import GateFailed, gate
+from crawl2chat.quality import gate
 from crawl2chat.stages import crawl, text
 
 EN = {

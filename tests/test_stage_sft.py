@@ -19,14 +19,13 @@ from crawl2chat.chat.data import Source, load_sources, split
 from crawl2chat.chat_eval import evaluate
 from crawl2chat.chat_eval.evaluate import EvalCfg
 from crawl2chat.chat_eval.report import write_report
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.model import train as train_module
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
-from crawl2chat.quality import GateFailed, gate
+from crawl2chat.quality import gate
 from crawl2chat.serve import repl
 from crawl2chat.stages import sft
 from crawl2chat.tokenizer.train import train_bpe

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.quality import tokens as quality_tokens
-from crawl2chat.quality.suite import GateFailed, validate
+from crawl2chat.quality.suite import validate
 from crawl2chat.stages.tokens import Cfg, run
 from crawl2chat.tokenizer.shards import open_split, read_meta, split_hash
 from crawl2chat.tokenizer.tokenizer import Tokenizer

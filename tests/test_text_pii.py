@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from crawl2chat import config
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.text import pii_names
 from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor, without_overlaps
 from crawl2chat.text.pii_address import address_spans

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from crawl2chat import paths, runtime
 
@@ -26,6 +27,18 @@ Great Expectations suite. Typical use:
   crawl2chat chat models/sft              # talk to the assistant
   crawl2chat audit models/sft             # which data made this model
 """
+
+
+def _flow(file_name: str, flow_name: str, root: Path) -> Any:
+    """The flow ``flow_name`` of the project's ``flows/FILE_NAME.py``, loaded from the file
+    as Prefect loads a deployment's entrypoint: the flows belong to the project (as
+    dvc.yaml does), not to the installed package."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    file = paths.flow_file(file_name, root)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing: run crawl2chat inside its project")
+    return load_flow_from_entrypoint(f"{file}:{flow_name}", use_placeholder_flow=False)
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
@@ -46,8 +59,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     root = paths.project_root()
     config.write_overrides(root, args.overrides)
     config.write_params(root, config.compose(root))
-    from flows.pipeline import pipeline
-
+    pipeline = _flow("pipeline", "pipeline", root)
     runtime.quiet_libraries()
     pipeline(force=args.force)
     print("\nDone. Talk to the model:  crawl2chat chat models/sft")
@@ -56,10 +68,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    from flows.stages import run_stage_flow
-
+    stage_flow = _flow("stages", args.name, paths.project_root())
     runtime.quiet_libraries()
-    metrics = run_stage_flow(args.name)
+    metrics = stage_flow()
     print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
     return 0
 

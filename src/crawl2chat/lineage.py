@@ -1,5 +1,7 @@
-"""Lineage: one MLflow run per stage execution, and the audit of a model's data.
+"""Lineage: manifests, one MLflow run per stage execution, and the audit of a model's data.
 
+Every stage output folder holds a ``manifest.json`` (:func:`write_manifest`,
+:func:`read_manifest`): the params hash, git revision, input digests and MLflow run id.
 Each stage run lives in the ``crawl2chat`` experiment, named after the stage. It logs
 the stage's params section (flattened), tags the git/DVC revision, records every input
 (the upstream stage folder or an external file) as an MLflow input dataset with its
@@ -12,14 +14,40 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crawl2chat import paths
+from crawl2chat.errors import StageError
 
 EXPERIMENT = "crawl2chat"
+
+
+def git_revision(root: Path) -> str:
+    """The commit checked out in ``root``, ``-dirty`` if tracked files changed."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out + ("-dirty" if dirty else "")
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / paths.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    file = folder / paths.MANIFEST
+    if not file.exists():
+        raise StageError(f"{folder} has no {paths.MANIFEST}: run its stage first "
+                         f"(`dvc repro` or `crawl2chat stage NAME`)")
+    return json.loads(file.read_text())
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -71,8 +99,6 @@ def stage_run(stage: str, section: dict[str, Any], inputs: dict[str, dict[str, s
     """An MLflow run for one stage execution; failed if the body raises."""
     import mlflow
 
-    from crawl2chat.stages.runner import git_revision
-
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=stage) as run:
         mlflow.set_tags({"stage": stage, "git.revision": git_revision(root),
@@ -113,8 +139,6 @@ class AuditLink:
 
 def audit(model_dir: Path, root: Path | None = None) -> list[AuditLink]:
     """The chain of stage runs behind ``model_dir``, newest first, down to the WARC files."""
-    from crawl2chat.stages.runner import read_manifest
-
     root = (root or paths.project_root()).resolve()
     folder_to_stage = {v: k for k, v in paths.STAGE_OUTPUTS.items()}
     chain: list[AuditLink] = []

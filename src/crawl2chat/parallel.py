@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 
 KINDS = ("threads", "processes", "dask")
 

@@ -19,10 +19,12 @@ PARAMS_FILE = "params.yaml"
 OVERRIDES_FILE = "conf/overrides.yaml"
 METRICS_DIR = "metrics"
 MANIFEST = "manifest.json"
+FLOWS_DIR = "flows"  # the Prefect flows: files of the project, run from there
 
 
 def project_root() -> Path:
-    """The project root: $CRAWL2CHAT_ROOT, else the nearest folder above cwd with dvc.yaml."""
+    """The project root: $CRAWL2CHAT_ROOT (a user's override; the library never sets it),
+    else the nearest folder above cwd with dvc.yaml and conf/."""
     env = os.environ.get("CRAWL2CHAT_ROOT")
     if env:
         return Path(env).resolve()
@@ -45,3 +47,7 @@ def stage_input(stage: str, root: Path | None = None) -> Path | None:
 
 def metrics_file(stage: str, root: Path | None = None) -> Path:
     return (root or project_root()) / METRICS_DIR / f"{stage}.json"
+
+
+def flow_file(name: str, root: Path | None = None) -> Path:
+    return (root or project_root()) / FLOWS_DIR / f"{name}.py"

@@ -30,8 +30,7 @@ from typing import Any
 
 from crawl2chat.chat.formats import FORMATS, SUFFIXES, Candidate, record_conversations
 from crawl2chat.chat.oasst import MODES, tree_conversations
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 
 log = logging.getLogger("crawl2chat.chat")
 

@@ -27,12 +27,12 @@ from urllib.parse import urljoin, urlsplit
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl2chat.config import ConfigError
 from crawl2chat.crawl.fetch import REDIRECTS, Exchange, FetchError, fetch
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.links import charset_of, extract_links, normalize
 from crawl2chat.crawl.politeness import HostPacer, Refused, RobotsRules, resolve_public
 from crawl2chat.crawl.urlfilter import Blocklist, UrlFilter, listed_domains_under, load_blocklist
+from crawl2chat.errors import ConfigError
 
 log = logging.getLogger("crawl2chat.crawler")
 

@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import Block
 

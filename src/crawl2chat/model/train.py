@@ -30,8 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from crawl2chat import runtime
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model import lightning_trainer as build
 from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG, TRAIN_SAMPLES, TrainCfg
 from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params

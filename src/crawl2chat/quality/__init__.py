@@ -3,7 +3,7 @@
 Each stage has a module ``crawl2chat.quality.<stage>`` with
 ``tables(out_dir, cfg) -> list[Table]``: the data frames that describe its output and
 the expectations they must meet. :func:`gate` validates them all with an ephemeral GX
-context and raises :class:`GateFailed` listing every failed expectation.
+context and raises :class:`crawl2chat.errors.GateFailed` listing every failed expectation.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.quality.suite import GateFailed, Table, validate
-
-__all__ = ["GateFailed", "Table", "gate"]
+from crawl2chat.quality.suite import validate
 
 
 def gate(stage: str, out_dir: Path, cfg: Any) -> list[str]:

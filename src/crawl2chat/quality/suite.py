@@ -9,11 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from crawl2chat.errors import GateFailed
+
 log = logging.getLogger("crawl2chat.quality")
-
-
-class GateFailed(RuntimeError):
-    """A stage's output broke one or more expectations; the message lists them."""
 
 
 @dataclass

@@ -2,13 +2,20 @@
 
 - ``Cfg``: a dataclass for its ``params.yaml`` section,
 - ``run(cfg, in_dir, out_dir) -> dict[str, float]``: the pure core, writing only into
-  ``out_dir`` and returning metrics (by convention ``records`` and ``tokens``),
+  ``out_dir`` and returning metrics (by convention ``records`` and ``tokens``); it
+  reads nothing from the environment to find its files,
+- optionally ``resolve(cfg, root) -> Cfg``: the config bound to the project in ``root``,
+  so that the core reads project-relative paths (the crawl's WARC globs, the SFT
+  conversations) from there; without it a relative path is relative to the working
+  directory,
 - optionally ``external_inputs(cfg, root) -> list[Path]``: files from outside the
   pipeline that it reads (the crawl's WARC files, the SFT conversations), so that
-  lineage records their digests.
+  lineage records their digests,
+- optionally ``discovered_inputs(out_dir) -> dict``: inputs only known once read (a
+  remote WARC's sha256), recorded like the rest.
 
-:mod:`crawl2chat.stages.runner` wraps the core with atomic output, the quality gate,
-the manifest and the MLflow run.
+:mod:`crawl2chat.runner` calls ``resolve`` before ``external_inputs`` and ``run``, and
+wraps the core with atomic output, the quality gate, the manifest and the MLflow run.
 """
 
 from __future__ import annotations

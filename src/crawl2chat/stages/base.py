@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
 from crawl2chat.model.evaluate import EvalCfg, evaluate

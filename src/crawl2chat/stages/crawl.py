@@ -22,17 +22,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crawl2chat import paths
-from crawl2chat.config import ConfigError
+from crawl2chat.config import NOT_A_PARAM
+from crawl2chat.crawl import sources as crawl_sources
 from crawl2chat.crawl.crawler import Crawler, CrawlerSettings, CrawlStats
 from crawl2chat.crawl.headers import HTML_TYPES
-from crawl2chat.crawl.sources import Source, local_copy, resolve
+from crawl2chat.crawl.sources import Source, local_copy
 from crawl2chat.crawl.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,8 @@ class Cfg:
     crawler: CrawlerSettings = field(default_factory=CrawlerSettings)
     max_records: int | None = None  # stop after this many kept records (smoke runs)
     records_per_shard: int = 1000
+    # the folder relative ``sources`` are read from and reports name files relative to
+    root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -70,6 +72,11 @@ class Cfg:
                               f"{self.records_per_shard}")
 
 
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` bound to the project in ``root``: its relative sources are read from there."""
+    return replace(cfg, root=root)
+
+
 def discovered_inputs(out_dir: Path) -> dict[str, dict[str, str]]:
     """Remote WARC sources, by URL, with the sha256 of the bytes read (from
     ``sources.json``): DVC cannot hash a URL, so the manifest and MLflow record it."""
@@ -81,7 +88,7 @@ def discovered_inputs(out_dir: Path) -> dict[str, dict[str, str]]:
 
 def resolve_sources(cfg: Cfg, root: Path) -> list[Source]:
     """Every file the source patterns match, sorted and without repeats."""
-    return resolve(cfg.sources, root)
+    return crawl_sources.resolve(cfg.sources, root)
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
@@ -125,7 +132,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         # names in the index and report are relative to the stage output for a crawl
         root, sources = out_dir, [Source(path=raw)]
     else:
-        root = paths.project_root()
+        root = cfg.root.resolve()
         sources = resolve_sources(cfg, root)
     names = [s.name(root) for s in sources]
     read: list[dict[str, object]] = []  # sources.json: what was read, with its sha256

@@ -22,13 +22,12 @@ import fnmatch
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from crawl2chat import paths
 from crawl2chat.chat.data import (
     SKIP_REASONS,
     Conversation,
@@ -42,8 +41,8 @@ from crawl2chat.chat.template import to_examples
 from crawl2chat.chat_eval.evaluate import EvalCfg, assistant_loss, evaluate, rates, reply
 from crawl2chat.chat_eval.refusal import load_prompts
 from crawl2chat.chat_eval.report import write_report
-from crawl2chat.config import ConfigError, build
-from crawl2chat.errors import InputError
+from crawl2chat.config import NOT_A_PARAM, as_params, build
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.config import TrainCfg
 
 log = logging.getLogger("crawl2chat.sft")
@@ -72,6 +71,8 @@ class Cfg:
     train_layers: str | list[str] = "all"
     eval: EvalCfg = field(default_factory=EvalCfg)  # the evaluation and its quality gate
     min_train_conversations: int = 1000  # quality gate (crawl2chat.quality.sft)
+    # the folder the relative data and prompt paths are read from (and origins named after)
+    root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -88,6 +89,11 @@ class Cfg:
                 layers.startswith("last_") and layers[5:].isdigit() and int(layers[5:]) > 0):
             raise ConfigError(f"sft.train_layers: all, last_N (N >= 1) or a list of parameter "
                               f"name patterns, got {layers!r}")
+
+
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` bound to the project in ``root``: its relative paths are read from there."""
+    return dataclasses.replace(cfg, root=root)
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
@@ -162,7 +168,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
 
     if in_dir is None:
         raise ConfigError("sft needs the base model folder as its input")
-    root = paths.project_root()
+    root = cfg.root.resolve()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, tok = load_model(in_dir, device=device)
     block_size = cfg.block_size or model.config.block_size
@@ -222,7 +228,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                                           "heldout_loss": heldout_loss,
                                           "format_compliance": measured["format_compliance"]})
     (out_dir / EVAL_FILE).write_text(json.dumps(
-        {"metrics": metrics, "cfg": asdict(cfg)}, indent=2, default=str) + "\n")
+        {"metrics": metrics, "cfg": as_params(cfg)}, indent=2, default=str) + "\n")
     (out_dir / REPLIES_FILE).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies))
     write_report(out_dir, metrics, replies, cfg=cfg.eval, sources=cfg.data,

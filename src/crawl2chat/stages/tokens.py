@@ -22,8 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crawl2chat.config import ConfigError
-from crawl2chat.errors import InputError
+from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.tokenizer.reference import bytes_per_token
 from crawl2chat.tokenizer.shards import SplitStats, assign_val, split_hash, write_shards
 from crawl2chat.tokenizer.special import BOS

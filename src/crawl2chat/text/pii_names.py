@@ -32,7 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 
 CONTEXT = 64  # characters of context on each side of a hint
 WORD = re.compile(r"[^\W\d_][\w'’.-]*")

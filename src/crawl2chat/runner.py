@@ -1,7 +1,8 @@
 """Run one stage under the stage contract.
 
-``execute(stage)``: read the stage's params section into its ``Cfg``, run the pure core
-into a temporary folder, run the stage's quality gate on it, write ``manifest.json``,
+``execute(stage)``: read the stage's params section into its ``Cfg`` (bound to the
+project by the stage's ``resolve`` where it has one), run the pure core into a
+temporary folder, run the stage's quality gate on it, write ``manifest.json``,
 then swap the temporary folder into place (so an interrupted or failed stage never
 leaves a half output for DVC to cache), write the DVC metrics file and close the
 MLflow run that records all of it.
@@ -14,58 +15,35 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from crawl2chat import config, lineage, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
+from crawl2chat.errors import StageError
+from crawl2chat.quality import gate
 
 log = logging.getLogger("crawl2chat")
 
 
-class StageError(RuntimeError):
-    """A stage cannot run or its output failed a check; the message says why."""
-
-
-def git_revision(root: Path) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return out + ("-dirty" if dirty else "")
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    file = folder / paths.MANIFEST
-    if not file.exists():
-        raise StageError(f"{folder} has no {paths.MANIFEST}: run its stage first "
-                         f"(`dvc repro` or `crawl2chat stage NAME`)")
-    return json.loads(file.read_text())
-
-
 def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     """Run ``stage`` end to end; return its metrics."""
-    from crawl2chat.quality import gate
-
     root = (root or paths.project_root()).resolve()
-    # the stage's core resolves project-relative inputs through paths.project_root()
-    os.environ["CRAWL2CHAT_ROOT"] = str(root)
     module = stages.load(stage)
     section = config.load_params(root).get(stage)
     if section is None:
         raise StageError(f"params.yaml has no '{stage}' section: run `crawl2chat compose`")
     cfg = config.build(module.Cfg, section, stage)
+    bind = getattr(module, "resolve", None)
+    if bind:  # project-relative paths in the config are read from root
+        cfg = bind(cfg, root)
     runtime.quiet_libraries()  # the stage module's imports may have reset log levels
 
     in_dir = paths.stage_input(stage, root)
     inputs: dict[str, dict[str, str]] = {}
     if in_dir is not None:
-        upstream = read_manifest(in_dir)
+        upstream = lineage.read_manifest(in_dir)
         inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = {
             "digest": folder_digest(in_dir), "kind": "stage",
             "mlflow_run_id": upstream.get("mlflow_run_id", "")}
@@ -95,7 +73,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             manifest = {
                 "stage": stage,
                 "params_hash": config.section_hash(section),
-                "git_revision": git_revision(root),
+                "git_revision": lineage.git_revision(root),
                 "inputs": inputs,
                 "records": metrics.get("records"),
                 "tokens": metrics.get("tokens"),
@@ -104,7 +82,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "mlflow_run_id": run.run_id,
                 "created_unix": int(time.time()),
             }
-            (tmp / paths.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            lineage.write_manifest(tmp, manifest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -1,1 +1,0 @@
-"""Prefect flows: the thin orchestration edge around crawl2chat's stages."""
