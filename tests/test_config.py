@@ -102,6 +102,8 @@ def _disagreements(cls: type, section: dict[str, Any], where: str) -> Iterator[s
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = f"{where}.{f.name}"
+        if f.metadata == config.NOT_A_PARAM:
+            continue  # set by the runner (resolve), never by params
         if f.name not in section:
             yield f"{name}: not set in conf"
         elif dataclasses.is_dataclass(hints[f.name]):
