@@ -37,6 +37,7 @@ from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.memorise import memorisation
 from crawl2chat.model.train import LOSS_CURVE, TokenWindows, TrainCfg, fit
 from crawl2chat.model.trainer import grad_accum_for, world_size
 from crawl2chat.tokenizer import special
@@ -169,6 +170,9 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                  checkpoint_dir=checkpoints)
     samples = sample(model, tok, cfg)
     held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
+    ev = cfg.eval  # does it recite training text? (train vs val continuations)
+    recited = memorisation(model, tok, splits, ev.memorise_docs, ev.memorise_prefix_tokens,
+                           ev.memorise_continue_tokens, ev.scan_tokens)
     metrics: dict[str, Any] = {
         "records": result["tokens"] / cfg.block_size,  # windows trained on
         "tokens": result["tokens"],
@@ -181,6 +185,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         **{k: v for k, v in result.items() if k not in ("tokens", "val_loss", "train_loss",
                                                         "steps")},
         **held_out.metrics,
+        **recited.metrics,
     }
     save_model(model, tok, out_dir, extra={
         "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
@@ -190,6 +195,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
     with (out_dir / "report.md").open("a") as report:
         report.write(held_out.markdown())
+        report.write(recited.markdown() if ev.memorise_docs else "")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
     return metrics
 
