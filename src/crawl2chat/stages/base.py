@@ -221,6 +221,7 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, Any]
         f"({m['tokens'] / max(1, meta['train_tokens']):.2f} passes over "
         f"{meta['train_tokens']} train tokens) at {m['step_tokens_per_s']:.0f} tokens/s"
         + (f", MFU {m['mfu']:.1%}" if "mfu" in m else "")
+        + (" (of a probed CPU peak)" if m.get("mfu_peak_source") == "probed" else "")
         + f"; lr {tc.lr} -> {tc.min_lr} ({tc.schedule}); precision {m['precision']} "
         f"({m['precision_reason']})"
         + (f"; resumed from the checkpoint of step {m['resumed_from_step']:.0f}"
