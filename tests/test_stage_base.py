@@ -92,6 +92,8 @@ def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict])
     report = (out / "report.md").read_text()
     assert f"{m['val_loss']:.3f}" in report and f"{m['unigram_entropy']:.3f}" in report
     assert "**The cat**" + samples[0]["continuation"].split("\n")[0] in report
+    assert "## Memorisation" in report and f"| {m['memorise_train_exact']:.3f} |" in report
+    assert m["memorise_train_docs"] == 20 and m["memorise_val_docs"] == 5  # 40 docs, 1 in 8 val
     config_json = json.loads((out / "config.json").read_text())
     assert config_json["crawl2chat"]["val_loss"] == m["val_loss"]
 

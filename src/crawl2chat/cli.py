@@ -1,14 +1,19 @@
 """The ``crawl2chat`` command line.
 
 Every command is a thin shell over a library function; heavy imports happen inside
-the command that needs them so that ``--help`` stays instant.
+the command that needs them so that ``--help`` stays instant. While a command runs, the
+``crawl2chat`` logger prints plain lines on stderr (INFO; ``-v`` DEBUG, ``-q`` WARNING),
+whether or not stderr is a terminal, so DVC, Prefect and CI logs show progress too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +97,20 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from crawl2chat.model.generate import run_generate
 
-    return run_generate(Path(args.model_dir), prompt=args.prompt,
+    prompt = (args.prompt if args.prompt is not None
+              else Path(args.prompt_file).read_text(encoding="utf-8"))
+    return run_generate(Path(args.model_dir), prompt=prompt,
                         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed, top_p=args.top_p)
+                        top_k=args.top_k, seed=args.seed, top_p=args.top_p,
+                        num_samples=args.num_samples, stops=args.stop or (),
+                        show_probs=args.show_probs,
+                        few_shot=Path(args.few_shot) if args.few_shot else None)
+
+
+def _cmd_next_token(args: argparse.Namespace) -> int:
+    from crawl2chat.model.generate import run_next_token
+
+    return run_next_token(Path(args.model_dir), prompt=args.prompt, top=args.top)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -175,15 +191,17 @@ def _cmd_pii(args: argparse.Namespace) -> int:
     return pii_lines(sys.stdin, sys.stdout, mode=args.mode, lang=args.lang)
 
 
-def _sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+def _sampling_args(p: argparse.ArgumentParser, max_new_tokens: int,
+                   seed: int | None = 0) -> None:
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
                    help="stop after this many new tokens (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature; 0 means greedy (default: %(default)s)")
     p.add_argument("--top-k", type=int, default=50,
                    help="sample among the k most likely tokens (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed: the same seed gives the same text (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=seed,
+                   help="random seed: the same seed gives the same text (default: "
+                   + ("%(default)s)" if seed is not None else "a random one, printed)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,14 +251,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_chat)
 
     p = sub.add_parser("generate", help="continue a text prompt with a model",
-                       description="Sample a continuation of PROMPT from a base (or SFT) model.")
+                       description="Sample a continuation of PROMPT from a base (or SFT) model. "
+                       "The seed is printed on stderr; --seed repeats a run exactly.")
     p.add_argument("model_dir", help="a model folder, e.g. models/base")
-    p.add_argument("--prompt", "-p", required=True, help="the text to continue")
-    _sampling_args(p, max_new_tokens=100)
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", "-p", help="the text to continue")
+    prompt.add_argument("--prompt-file", help="a file whose text is the prompt, as it is")
+    _sampling_args(p, max_new_tokens=100, seed=None)
     p.add_argument("--top-p", type=_probability, default=1.0,
                    help="sample among the most likely tokens whose probabilities add up to "
                         "P (nucleus sampling, after --top-k); 1 keeps all (default: %(default)s)")
+    p.add_argument("--num-samples", "-n", type=_positive_int, default=1,
+                   help="continuations to write, the i-th with seed + i, separated by "
+                   "'---' lines (default: %(default)s)")
+    p.add_argument("--stop", action="append", metavar="STR",
+                   help="end a continuation before this text (which is not printed), as "
+                   "the server's stop does; repeatable")
+    p.add_argument("--show-probs", type=_positive_int, default=0, metavar="K",
+                   help="for each new token, print the one drawn and the K most likely "
+                   "candidates, with the probabilities it was drawn from")
+    p.add_argument("--few-shot", metavar="FILE",
+                   help="a few-shot prompt (YAML or JSONL of input/output examples, see "
+                   "prompts/few_shot/): PROMPT is the new input, only the answer is printed")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("next-token", help="show a model's next-token distribution",
+                       description="Print the most likely tokens after PROMPT and their "
+                       "probabilities (temperature 1, after <|bos|> as in training).")
+    p.add_argument("model_dir", help="a model folder, e.g. models/base")
+    p.add_argument("--prompt", "-p", required=True, help="the text before the token")
+    p.add_argument("--top", type=_positive_int, default=10,
+                   help="how many tokens to list (default: %(default)s)")
+    p.set_defaults(func=_cmd_next_token)
 
     p = sub.add_parser("export", help="write a model as a Hugging Face model folder",
                        description="Export MODEL_DIR to OUT_DIR as the Hugging Face model that "
@@ -341,7 +383,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language of the input (default: each line's, by fastText); person "
                    "names are looked for in English only, as in the text stage")
     p.set_defaults(func=_cmd_pii)
+    _verbosity_args(parser, default=0)
+    for command in sub.choices.values():
+        # after the command too; SUPPRESS keeps a subcommand from resetting the choice
+        _verbosity_args(command, default=argparse.SUPPRESS)
     return parser
+
+
+class _PlainFormatter(logging.Formatter):
+    """Progress as it is (``step 10/200 | loss ...``); warnings and errors say so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else (
+            f"{record.levelname.lower()}: {text}")
+
+
+@contextlib.contextmanager
+def console_log(verbosity: int = 0) -> Iterator[None]:
+    """The ``crawl2chat`` logger on stderr at INFO (``verbosity`` 1: DEBUG, -1: WARNING)
+    while the block runs; its settings are restored afterwards. It stops propagating
+    meanwhile: a root handler (Prefect installs one) would print each line twice."""
+    logger = logging.getLogger("crawl2chat")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    logger.setLevel({1: logging.DEBUG, 0: logging.INFO, -1: logging.WARNING}[verbosity])
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def _verbosity_args(p: argparse.ArgumentParser, default: object) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                       default=default, help="also print debug lines")
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                       default=default, help="print warnings and errors only")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime.configure()
     from crawl2chat.errors import report_errors
 
-    with report_errors():
+    with console_log(args.verbosity), report_errors():
         return int(args.func(args) or 0)
     return 1
 

@@ -40,13 +40,18 @@ def configure(root: Path | None = None) -> None:
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # our own log lines (training steps, stage progress) go to the flow run's log too;
+    # outside a flow run there is no run to send them to, and nothing to warn about
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "crawl2chat")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     quiet_libraries()
 
 
 _CHATTY = ("alembic", "mlflow", "lightning", "pytorch_lightning", "trafilatura",
            "great_expectations", "urllib3", "httpx", "fsspec", "numexpr")
 # Prefect logs every failed run with a full traceback; the CLI already reports the
-# error in one line, so its run loggers only speak for crashes of Prefect itself.
+# error in one line, so its run loggers write to the run's log (the UI) and not to the
+# console: they keep their API handler and stop propagating to the root's console one.
 _PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
@@ -56,14 +61,11 @@ def quiet_libraries() -> None:
     Libraries such as Lightning set their own loggers' levels when imported, so this is
     called again after those imports (it is cheap and idempotent).
     """
-    for name in list(logging.root.manager.loggerDict):
+    for name in {*logging.root.manager.loggerDict, *_CHATTY}:
         if name.startswith(_CHATTY):
             logging.getLogger(name).setLevel(logging.WARNING)
-        elif name.startswith(_PREFECT_RUN_LOGGERS):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    for name in (*_CHATTY, *_PREFECT_RUN_LOGGERS):
-        logging.getLogger(name).setLevel(
-            logging.CRITICAL if name in _PREFECT_RUN_LOGGERS else logging.WARNING)
+    for name in _PREFECT_RUN_LOGGERS:  # their children's records pass through them
+        logging.getLogger(name).propagate = False
     for pattern in (".*does not have many workers.*", ".*torch.tensor results are.*",
                     ".*Checkpoint directory.*exists.*", ".*LeafSpec.*", ".*treespec.*",
                     ".*litlogger.*", ".*isinstance.*LeafSpec.*"):

@@ -25,7 +25,7 @@ from crawl2chat.chat.data import hash_sample
 from crawl2chat.chat.template import render_prompt
 from crawl2chat.chat.turns import Turn, complete
 from crawl2chat.chat_eval.refusal import is_refusal
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
 
 if TYPE_CHECKING:

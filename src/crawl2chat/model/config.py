@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 
 LOSS_CURVE = "loss_curve.png"
 TRAIN_LOG = "train_log.jsonl"

@@ -79,6 +79,12 @@ class EvalCfg:
     """Val tokens decoded, at most, to look for passages."""
     seed: int = 0
     """Picks the passages among the candidates."""
+    memorise_docs: int = 20
+    """Train and val documents each for the memorisation check; 0 turns it off."""
+    memorise_prefix_tokens: int = 32
+    """Tokens of a document the model is given."""
+    memorise_continue_tokens: int = 32
+    """Greedy tokens compared with the document's next ones."""
 
 
 @dataclass

@@ -4,11 +4,16 @@ In: a model's shape, a measured token rate and a device. Out: FLOPs per token
 (the PaLM / nanoGPT estimate: ``6 * params`` for the matmuls forward and backward plus
 ``12 * layers * context * width`` for attention), the device's peak from a table of
 dense bf16 tensor-core figures (vendor data sheets, no sparsity), and their ratio.
-A device missing from the table, and every CPU, has no peak: MFU is then not
-reported unless the ``peak_flops`` setting supplies one.
+A CPU has no data-sheet figure: :func:`training_peak` measures one instead (a short
+fp32 matmul probe, once per process) and says so, since a probed peak is what this
+machine reaches, not what it could. A GPU missing from the table has no peak: MFU is
+then not reported unless the ``peak_flops`` setting supplies one.
 """
 
 from __future__ import annotations
+
+import functools
+import time
 
 import torch
 
@@ -62,6 +67,39 @@ def device_peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return peak_flops_of(torch.cuda.get_device_name(device))
+
+
+@functools.cache
+def probe_cpu_peak_flops(size: int = 512, seconds: float = 0.2) -> float:
+    """fp32 matmul FLOP/s this process reaches on the CPU: the best of repeated
+    ``size`` x ``size`` products over about ``seconds``; measured once, then cached.
+    Its own generator: the probe leaves the global RNG (weights, dropout) untouched."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    a @ b  # warm-up: thread pool and caches
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while True:
+        started = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        elapsed = time.perf_counter() - started
+        best = max(best, 4 * 2 * size**3 / elapsed)
+        if started + elapsed >= deadline:
+            return best
+
+
+def training_peak(device: torch.device, configured: float | None) -> tuple[float | None,
+                                                                           str | None]:
+    """The peak FLOP/s that MFU is measured against, and where it comes from:
+    ``"config"`` (the ``peak_flops`` setting), ``"table"`` (a GPU's data-sheet figure),
+    ``"probed"`` (a CPU's measured fp32 rate); ``(None, None)`` for an unlisted GPU."""
+    if configured:
+        return configured, "config"
+    if device.type == "cpu":
+        return probe_cpu_peak_flops(), "probed"
+    peak = device_peak_flops(device)
+    return (peak, "table") if peak else (None, None)
 
 
 def mfu(tokens_per_s: float, flops_per_token_: float, peak_flops: float | None) -> float | None:

@@ -1,11 +1,13 @@
 """The LightningModule that trains a plain :class:`~crawl2chat.model.gpt.GPT`.
 
 In: a GPT (possibly ``torch.compile``-d), a :class:`~crawl2chat.model.config.TrainCfg`,
-a :class:`Meter` (tokens per step, FLOPs per token, the devices' peak) and batches
-``{"input_ids": [B, T], "targets": [B, T]}``. Out: the same GPT, trained in place, and
-``history``: every ``log_every`` optimizer steps the loss (averaged over the steps and,
-under DDP, over the ranks), the learning rate, the gradient norm before clipping,
-tokens/s and MFU (where the peak is known); validation losses; samples. These go to
+a :class:`Meter` (tokens per step, FLOPs per token, the devices' peak and its source),
+optionally a :class:`~crawl2chat.model.progress.Progress` that shows and records the
+run as it goes (on rank 0), and batches ``{"input_ids": [B, T], "targets": [B, T]}``.
+Out: the same GPT, trained in place, and ``history``: every ``log_every`` optimizer
+steps the loss (averaged over the steps and, under DDP, over the ranks), the learning
+rate, the gradient norm before clipping, tokens/s and MFU (where the peak is known);
+validation losses; samples. These go to
 the Lightning logger (MLflow) as ``train/loss``, ``lr``, ``grad_norm``, ``tokens_per_s``,
 ``mfu`` and ``val/loss``. The learning rate warms up linearly, then follows a cosine
 down to ``min_lr`` or, with ``schedule="wsd"``, stays flat and decays linearly over the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -29,6 +31,7 @@ from torch import nn
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.flops import mfu
 from crawl2chat.model.optim import build_optimizer
+from crawl2chat.model.progress import History, Progress
 
 HISTORY_KEY = "crawl2chat_history"
 
@@ -59,27 +62,19 @@ class Meter:
     tokens_per_step: int  # all ranks together
     flops_per_token: float
     peak_flops: float | None = None  # all devices together; None: MFU not reported
-
-
-@dataclass
-class History:
-    """Training as it went: ``(optimizer step, loss)`` pairs, the logged rows
-    (step, loss, lr, grad_norm, tokens_per_s[, mfu]) and ``(step, texts)`` samples."""
-
-    train: list[tuple[int, float]] = field(default_factory=list)
-    val: list[tuple[int, float]] = field(default_factory=list)
-    samples: list[tuple[int, list[str]]] = field(default_factory=list)
-    log: list[dict[str, float]] = field(default_factory=list)
+    peak_source: str | None = None  # config | table | probed (see flops.training_peak)
 
 
 class LitGPT(L.LightningModule):
     def __init__(self, model: nn.Module, cfg: TrainCfg, meter: Meter,
-                 sample_fn: Callable[[], list[str]] | None = None) -> None:
+                 sample_fn: Callable[[], list[str]] | None = None,
+                 progress: Progress | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
         self.meter = meter
         self.sample_fn = sample_fn
+        self._progress = progress
         self.history = History()
         # train losses are summed on the device and averaged every log_every steps
         self._loss_sum: torch.Tensor | None = None
@@ -96,6 +91,16 @@ class LitGPT(L.LightningModule):
 
     def _restart_clock(self) -> None:
         self._mark = (self.global_step, time.perf_counter())
+
+    @property
+    def progress(self) -> Progress | None:
+        """The run's console lines and log files: written by rank 0 alone."""
+        return self._progress if self.trainer.is_global_zero else None
+
+    def on_fit_start(self) -> None:
+        # after a checkpoint's history is loaded, before the first step
+        if self.progress:
+            self.progress.begin(self.history)
 
     def on_train_start(self) -> None:
         self._restart_clock()
@@ -130,7 +135,8 @@ class LitGPT(L.LightningModule):
         mean = self._loss_sum / self._loss_count
         loss = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))  # also a sync point
         steps, started = self._mark
-        rate = (step - steps) * self.meter.tokens_per_step / (time.perf_counter() - started)
+        seconds_per_step = (time.perf_counter() - started) / (step - steps)
+        rate = self.meter.tokens_per_step / seconds_per_step
         row = {"step": step, "loss": loss,
                "lr": lr_at(step, self.cfg),  # the schedule's, whichever groups scale it
                "grad_norm": float(self._grad_norm) if self._grad_norm is not None else math.nan,
@@ -140,6 +146,8 @@ class LitGPT(L.LightningModule):
             row["mfu"] = utilisation
         self.history.train.append((step, loss))
         self.history.log.append(row)
+        if self.progress:
+            self.progress.step(row, seconds_per_step)
         if self.logger:
             self.logger.log_metrics({("train/loss" if k == "loss" else k): v
                                      for k, v in row.items() if k != "step"}, step=step)
@@ -165,8 +173,16 @@ class LitGPT(L.LightningModule):
         if self.logger:
             self.logger.log_metrics({"val/loss": value}, step=step)
         self._val_sum, self._val_count = None, 0
+        progress = self.progress
+        if progress:
+            progress.validation(step, value)
         if self.sample_fn is not None:
-            self.history.samples.append((step, self.sample_fn()))
+            if progress:
+                progress.generating()
+            texts = self.sample_fn()
+            self.history.samples.append((step, texts))
+            if progress:
+                progress.samples(step, texts)
 
     def on_validation_end(self) -> None:
         self._restart_clock()  # tokens/s counts training time only

@@ -5,19 +5,22 @@ In: a :class:`~crawl2chat.model.gpt.GPT`, map-style datasets whose items are
 :class:`~crawl2chat.model.windows.TokenWindows` over a flat token file), a
 :class:`~crawl2chat.model.config.TrainCfg` and optionally a checkpoint folder. Out:
 the model trained in place and, in ``out_dir``, ``loss_curve.png``, ``train_log.jsonl``
-(a row per logged step: loss, lr, grad_norm, tokens_per_s, mfu; and per validation:
-val_loss) and ``train_samples.jsonl`` (the samples taken at each validation); the
-final metrics are returned. Metrics, samples and the curve go to the active MLflow run,
-if there is one. Checkpoints (``last.ckpt``, model + optimizer + scheduler + loop + data
-position + RNG states) go to ``checkpoint_dir`` only; a rerun with the same folder
-continues from there, logging the same losses an uninterrupted run would.
+(a row per logged step: loss, lr, grad_norm, tokens_per_s, mfu and mfu_peak_source; and
+per validation: val_loss) and ``train_samples.jsonl`` (the samples taken at each
+validation), both written row by row as the run goes while the ``crawl2chat`` logger
+prints a line per row (see :mod:`crawl2chat.model.progress`); Lightning's progress bar
+shows only on an interactive terminal. The final metrics are returned. Metrics,
+samples and the curve go to the active MLflow run, if there is one. Checkpoints
+(``last.ckpt``, model + optimizer + scheduler + loop + data position + RNG states) go
+to ``checkpoint_dir`` only; a rerun with the same folder continues from there, logging
+the same losses an uninterrupted run would.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,11 +35,12 @@ from torch.utils.data import DataLoader, Dataset
 from crawl2chat import runtime
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model import lightning_trainer as build
-from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG, TRAIN_SAMPLES, TrainCfg
-from crawl2chat.model.flops import device_peak_flops, flops_per_token, matmul_params
+from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG, TrainCfg
+from crawl2chat.model.flops import flops_per_token, matmul_params, training_peak
 from crawl2chat.model.gpt import GPT
-from crawl2chat.model.lit import History, LitGPT, Meter
+from crawl2chat.model.lit import LitGPT, Meter
 from crawl2chat.model.precision import resolve
+from crawl2chat.model.progress import History, Progress
 from crawl2chat.model.resume import ResumableLoader, ResumeCallback, StepSampler
 
 log = logging.getLogger("crawl2chat")
@@ -51,7 +55,9 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     work, validations and samples included), grad_accum, tokens_per_step, grad_norm,
     resumed_from_step, step_tokens_per_s (the median logged rate, training only) and
     mfu (its share of the devices' peak, where the peak is known); and, as strings,
-    precision and precision_reason (what ``cfg.precision`` resolved to on this machine).
+    precision and precision_reason (what ``cfg.precision`` resolved to on this machine)
+    and, with mfu, mfu_peak_source (config, table or probed: see
+    :func:`~crawl2chat.model.flops.training_peak`).
 
     ``sample_fn(model)`` runs after every validation. ``reference_lines`` (label -> loss)
     are drawn on the loss curve as baselines. With ``checkpoint_dir`` and
@@ -64,7 +70,10 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     if precision.warning:
         log.warning(precision.warning)
     log.info("precision %s (%s)", precision.value, precision.reason)
-    cfg = replace(cfg, precision=precision.value)
+    # a bar redrawn in place is for a person at a terminal; logs (DVC, Prefect, CI) get
+    # the plain step lines instead
+    cfg = replace(cfg, precision=precision.value,
+                  progress_bar=cfg.progress_bar and sys.stderr.isatty())
     model.train()  # a loaded checkpoint comes in eval mode; dropout must be on while training
     if len(train) < cfg.batch_size or len(val) == 0:
         raise InputError(f"too few windows for batch_size {cfg.batch_size}: "
@@ -92,12 +101,13 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
         if trainer.world_size != world:
             raise ConfigError(f"train.devices x num_nodes = {world} but the launcher started "
                               f"{trainer.world_size} processes")
-        peak = cfg.peak_flops or device_peak_flops(trainer.strategy.root_device)
+        peak, peak_source = training_peak(trainer.strategy.root_device, cfg.peak_flops)
         tokens_per_step = accum * cfg.batch_size * window * world
         meter = Meter(tokens_per_step, flops_per_token(
             matmul_params(model), model.config.n_layer, window, model.config.n_embd),
-            peak * world if peak else None)
-        lit = LitGPT(net, cfg, meter, sample_fn=(lambda: sample_fn(model)) if sample_fn else None)
+            peak * world if peak else None, peak_source)
+        lit = LitGPT(net, cfg, meter, sample_fn=(lambda: sample_fn(model)) if sample_fn else None,
+                     progress=Progress(out_dir, cfg.max_steps, peak_source))
         resume = last if cfg.resume and last is not None and last.exists() else None
         started = time.perf_counter()
         trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,
@@ -126,9 +136,11 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
         "resumed_from_step": float(lit.start_step),
         "step_tokens_per_s": statistics.median(rates) if rates else float("nan"),
     }
+    details = {"precision": precision.value, "precision_reason": precision.reason}
     if utilisation:
         metrics["mfu"] = statistics.median(utilisation)
-    return {**metrics, "precision": precision.value, "precision_reason": precision.reason}
+        details["mfu_peak_source"] = str(peak_source)
+    return {**metrics, **details}
 
 
 def _window_length(dataset: Dataset) -> int:
@@ -137,13 +149,9 @@ def _window_length(dataset: Dataset) -> int:
 
 def _write_outputs(history: History, out_dir: Path, reference_lines: dict[str, float] | None,
                    logger: Any) -> None:
-    """The loss curve, the step log and the samples into ``out_dir`` (and MLflow)."""
-    rows = sorted([*history.log, *({"step": s, "val_loss": v} for s, v in history.val)],
-                  key=lambda row: (row["step"], "val_loss" in row))
-    (out_dir / TRAIN_LOG).write_text("".join(json.dumps(row) + "\n" for row in rows))
-    (out_dir / TRAIN_SAMPLES).write_text("".join(
-        json.dumps({"step": step, "samples": texts}, ensure_ascii=False) + "\n"
-        for step, texts in history.samples))
+    """The loss curve into ``out_dir``; it, the step log (which
+    :class:`~crawl2chat.model.progress.Progress` wrote as the run went) and the samples
+    to MLflow."""
     plot_losses(history.train, history.val, out_dir / LOSS_CURVE, reference_lines)
     if logger:
         client, run_id = logger.experiment, logger.run_id

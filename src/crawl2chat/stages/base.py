@@ -38,6 +38,7 @@ from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, VOCAB_MULTIPLE, GPTConfig, ModelCfg, padded_vocab
 from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
+from crawl2chat.model.memorise import memorisation
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
@@ -149,6 +150,9 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                  checkpoint_dir=checkpoints)
     samples = sample(model, tok, cfg)
     held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
+    ev = cfg.eval  # does it recite training text? (train vs val continuations)
+    recited = memorisation(model, tok, splits, ev.memorise_docs, ev.memorise_prefix_tokens,
+                           ev.memorise_continue_tokens, ev.scan_tokens)
     metrics: dict[str, Any] = {
         "records": result["tokens"] / block_size,  # windows trained on
         "tokens": result["tokens"],
@@ -161,6 +165,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         **{k: v for k, v in result.items() if k not in ("tokens", "val_loss", "train_loss",
                                                         "steps")},
         **held_out.metrics,
+        **recited.metrics,
     }
     save_model(model, tok, out_dir, extra={
         "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
@@ -170,6 +175,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
     with (out_dir / "report.md").open("a") as report:
         report.write(held_out.markdown())
+        report.write(recited.markdown() if ev.memorise_docs else "")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
     return metrics
 
@@ -195,6 +201,7 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, Any]
         f"({m['tokens'] / max(1, meta['train_tokens']):.2f} passes over "
         f"{meta['train_tokens']} train tokens) at {m['step_tokens_per_s']:.0f} tokens/s"
         + (f", MFU {m['mfu']:.1%}" if "mfu" in m else "")
+        + (" (of a probed CPU peak)" if m.get("mfu_peak_source") == "probed" else "")
         + f"; lr {tc.lr} -> {tc.min_lr} ({tc.schedule}); precision {m['precision']} "
         f"({m['precision_reason']})"
         + (f"; resumed from the checkpoint of step {m['resumed_from_step']:.0f}"

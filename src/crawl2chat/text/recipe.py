@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from crawl2chat.config import ConfigError
+from crawl2chat.errors import ConfigError
 from crawl2chat.parallel import RunnerCfg
 
 # every step in pipeline order; the stage's funnel follows it
