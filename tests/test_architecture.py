@@ -15,7 +15,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # top to bottom; a module belongs to the longest prefix listed
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
-    ("audit_report",),
     ("runner",),
     ("quality",),
     ("stages",),

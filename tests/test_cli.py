@@ -15,8 +15,8 @@ import pytest
 from crawl2chat import paths
 from crawl2chat.cli import build_parser
 
-COMMANDS = {"run", "compose", "stage", "audit", "chat", "generate", "export", "serve", "synth",
-            "tokenize", "extract", "langid", "pii"}
+COMMANDS = {"run", "compose", "stage", "audit", "chat", "generate", "next-token", "export",
+            "serve", "synth", "tokenize", "extract", "langid", "pii"}
 
 # a typical command line per command, and what the parsed arguments must hold
 TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
@@ -34,6 +34,12 @@ TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
     (["generate", "models/base", "-p", "Once upon", "--top-p", "0.9", "--max-new-tokens", "20"],
      {"model_dir": "models/base", "prompt": "Once upon", "top_p": 0.9, "max_new_tokens": 20,
       "temperature": 0.8}),
+    (["generate", "models/base", "--prompt-file", "p.txt", "-n", "3", "--stop", "\n\n",
+      "--stop", "Human:", "--show-probs", "5", "--few-shot", "prompts/few_shot/en_ko_words.yaml"],
+     {"prompt_file": "p.txt", "num_samples": 3, "stop": ["\n\n", "Human:"], "show_probs": 5,
+      "few_shot": "prompts/few_shot/en_ko_words.yaml", "seed": None}),
+    (["next-token", "models/base", "-p", "The cat", "--top", "5"],
+     {"model_dir": "models/base", "prompt": "The cat", "top": 5}),
     (["export", "models/base", "out/hf"], {"model_dir": "models/base", "out_dir": "out/hf"}),
     (["serve", "models/sft", "--port", "9000", "--max-concurrency", "4"],
      {"model_dir": "models/sft", "port": 9000, "max_concurrency": 4, "host": "127.0.0.1",
@@ -53,6 +59,8 @@ REFUSED = [
     ["stage", "nosuchstage"],
     ["generate", "models/base"],  # no --prompt
     ["generate", "models/base", "-p", "x", "--top-p", "0"],
+    ["generate", "models/base", "-p", "x", "--show-probs", "0"],
+    ["next-token", "models/base"],  # no --prompt
     ["serve", "models/sft", "--max-tokens", "0"],
     ["synth", "--endpoint", "e", "--model", "m", "--topics", "t", "--passages", "p",
      "--out", "o"],
@@ -78,7 +86,7 @@ def test_a_typical_command_line_parses_into_its_handler(argv: list[str],
                                                         expected: dict[str, Any]) -> None:
     args = build_parser().parse_args(argv)
     assert args.command == argv[0]
-    assert args.func.__name__ == f"_cmd_{argv[0]}"
+    assert args.func.__name__ == f"_cmd_{argv[0].replace('-', '_')}"
     assert {key: getattr(args, key) for key in expected} == expected
 
 

@@ -117,7 +117,7 @@ def test_the_console_gets_plain_lines_and_no_bar_when_stderr_is_not_a_terminal(
         from pathlib import Path
         from crawl2chat import runtime
         runtime.configure()
-        from crawl2chat.cli import console_log
+        from crawl2chat.cli.console import console_log
         from crawl2chat.model.gpt import GPT, GPTConfig
         from crawl2chat.model.config import TrainCfg
         from crawl2chat.model.train import fit
@@ -178,7 +178,7 @@ def test_crawl2chat_lines_reach_the_prefect_flow_run_log(tmp_path: Path) -> None
         from prefect.logging.handlers import APILogWorker
         runtime.quiet_libraries()
 
-        from crawl2chat.cli import console_log
+        from crawl2chat.cli.console import console_log
 
         @flow
         def watched():
