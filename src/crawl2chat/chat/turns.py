@@ -1,7 +1,7 @@
 """Generate one assistant turn: the model's tokens until it closes the turn.
 
 In:  a model, its tokenizer, a rendered prompt (chat/template.py ``render_prompt``) and a
-     :class:`~crawl2chat.model.generate.SamplingCfg`.
+     :class:`~crawl2chat.model.sampling.SamplingCfg`.
 Out: a :class:`Turn`: its ordinary token ids and text, and the control token that ended it
      (``ended`` when that is ``<|assistant_end|>``). No control token is ever part of it.
 
