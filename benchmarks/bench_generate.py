@@ -20,11 +20,12 @@ import torch
 
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.sampling import SamplingCfg
 
 
 def _timed(model: GPT, prompt: list[int], n: int, use_cache: bool) -> tuple[float, list[int]]:
     started = time.perf_counter()
-    ids = list(generate(model, prompt, n, temperature=0, use_cache=use_cache))
+    ids = list(generate(model, prompt, n, SamplingCfg(temperature=0), use_cache=use_cache))
     return time.perf_counter() - started, ids
 
 

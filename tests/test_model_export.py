@@ -113,9 +113,10 @@ def test_modern_options_export_to_the_matching_hf_model(
     with torch.no_grad():
         out = hf.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
     from crawl2chat.model.generate import generate
+    from crawl2chat.model.sampling import SamplingCfg
 
     assert out[0, ids.size(1):].tolist() == list(generate(model, ids[0].tolist(), 8,
-                                                          temperature=0))
+                                                          SamplingCfg(temperature=0)))
 
 
 @pytest.mark.parametrize(("options", "blocking"), [

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from crawl2chat.cli import main
+from crawl2chat.errors import ConfigError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.tokenizer.train import train_bpe
 
 TEXTS = ["the cat sat on the mat. " * 20, "a dog ran in the park, then sat down. " * 20]
@@ -78,9 +81,28 @@ def test_top_p_samples_only_inside_the_nucleus() -> None:
     reach = int((probs[ranked].cumsum(0) >= 0.5).nonzero()[0])
     nucleus = set(ranked[:reach + 1])
     assert len(nucleus) < len(ranked)
-    sampled = {next(generate(model, prompt, 1, temperature=1.0, top_k=None, top_p=0.5,
+    sampled = {next(generate(model, prompt, 1, SamplingCfg(temperature=1.0, top_k=None, top_p=0.5),
                              seed=seed)) for seed in range(200)}
     assert sampled <= nucleus and len(sampled) > 1
-    unrestricted = {next(generate(model, prompt, 1, temperature=1.0, top_k=None, seed=seed))
-                    for seed in range(200)}
+    unrestricted = {next(generate(model, prompt, 1, SamplingCfg(temperature=1.0, top_k=None),
+                                  seed=seed)) for seed in range(200)}
     assert unrestricted - nucleus  # without top_p the same seeds reach outside it
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"temperature": -0.1}, "temperature must be >= 0"),
+    ({"top_k": 0}, "top_k must be >= 1"),
+    ({"top_p": 0.0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+])
+def test_sampling_cfg_names_the_bad_field(fields: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        SamplingCfg(**fields)
+
+
+def test_sampling_cfg_describes_itself_for_reports() -> None:
+    assert SamplingCfg().describe() == "temperature 0.8, top-k 50"
+    assert SamplingCfg(temperature=1, top_k=None, top_p=0.9).describe() == (
+        "temperature 1, top-p 0.9")
+    assert SamplingCfg(temperature=0).describe() == "greedy"
+

@@ -11,7 +11,9 @@ import torch
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.kvcache import KVCache
+from crawl2chat.model.sampling import SamplingCfg
 
+GREEDY = SamplingCfg(temperature=0)
 CFG = GPTConfig(vocab_size=96, block_size=24, n_layer=2, n_head=2, n_embd=32)
 OPTIONS = {
     "gpt2": {},
@@ -69,8 +71,8 @@ def test_cache_refuses_to_overflow(model: GPT) -> None:
 def test_cached_greedy_equals_uncached_past_block_size(model: GPT, prompt_len: int) -> None:
     prompt = torch.randint(0, CFG.vocab_size, (prompt_len,)).tolist()
     n = 2 * CFG.block_size  # runs past block_size: the cropped-window fallback
-    cached = list(generate(model, prompt, n, temperature=0, use_cache=True))
-    plain = list(generate(model, prompt, n, temperature=0, use_cache=False))
+    cached = list(generate(model, prompt, n, GREEDY, use_cache=True))
+    plain = list(generate(model, prompt, n, GREEDY, use_cache=False))
     assert len(cached) == n and cached == plain
     assert len(set(cached)) > 3  # not a degenerate constant stream
 
@@ -78,24 +80,24 @@ def test_cached_greedy_equals_uncached_past_block_size(model: GPT, prompt_len: i
 def test_cached_greedy_equals_uncached_for_each_option(any_model: GPT) -> None:
     prompt = torch.randint(0, CFG.vocab_size, (5,)).tolist()
     n = 2 * CFG.block_size  # the prompt is cached, then the window is cropped and re-fed
-    cached = list(generate(any_model, prompt, n, temperature=0, use_cache=True))
-    assert cached == list(generate(any_model, prompt, n, temperature=0, use_cache=False))
+    cached = list(generate(any_model, prompt, n, GREEDY, use_cache=True))
+    assert cached == list(generate(any_model, prompt, n, GREEDY, use_cache=False))
     assert len(set(cached)) > 3
 
 
 def test_sampling_is_seeded_and_cache_independent(model: GPT) -> None:
-    kw = dict(temperature=1.0, top_k=20, seed=7)
-    a = list(generate(model, [1, 2, 3], 40, **kw))  # type: ignore[arg-type]
-    b = list(generate(model, [1, 2, 3], 40, **kw))  # type: ignore[arg-type]
-    c = list(generate(model, [1, 2, 3], 40, use_cache=False, **kw))  # type: ignore[arg-type]
-    d = list(generate(model, [1, 2, 3], 40, **(kw | {"seed": 8})))  # type: ignore[arg-type]
+    sampling = SamplingCfg(temperature=1.0, top_k=20)
+    a = list(generate(model, [1, 2, 3], 40, sampling, seed=7))
+    b = list(generate(model, [1, 2, 3], 40, sampling, seed=7))
+    c = list(generate(model, [1, 2, 3], 40, sampling, seed=7, use_cache=False))
+    d = list(generate(model, [1, 2, 3], 40, sampling, seed=8))
     assert a == b == c and a != d
 
 
 def test_stop_ids_and_vocab_limit_still_apply(model: GPT) -> None:
-    out = list(generate(model, [1, 2], 30, temperature=0, vocab_limit=50))
+    out = list(generate(model, [1, 2], 30, GREEDY, vocab_limit=50))
     assert all(t < 50 for t in out)
     stop = out[4]
     first = out.index(stop)
-    assert list(generate(model, [1, 2], 30, temperature=0, vocab_limit=50,
+    assert list(generate(model, [1, 2], 30, GREEDY, vocab_limit=50,
                          stop_ids={stop})) == out[:first]

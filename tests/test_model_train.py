@@ -18,6 +18,7 @@ from crawl2chat.model.generate import generate, run_generate
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.lightning_trainer import grad_accum_for
 from crawl2chat.model.lit import lr_at
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -194,22 +195,23 @@ def test_load_model_names_what_is_wrong(tok: Tokenizer, tmp_path: Path) -> None:
 
 def test_generate_is_repeatable_with_a_seed_and_crops_its_context() -> None:
     model = _model(block=16)
-    run = lambda seed: list(generate(model, [1, 2, 3], 40, temperature=1.0, seed=seed))  # noqa: E731
+    run = lambda seed: list(generate(model, [1, 2, 3], 40, SamplingCfg(temperature=1.0), seed=seed))  # noqa: E731
     first = run(7)
     assert len(first) == 40  # longer than block_size: the context is cropped, not refused
     assert first == run(7)
     assert first != run(8)
     assert all(0 <= i < VOCAB for i in first)
-    limited = list(generate(model, [1], 30, temperature=1.0, top_k=None, vocab_limit=10))
+    limited = list(generate(model, [1], 30, SamplingCfg(temperature=1.0, top_k=None),
+                            vocab_limit=10))
     assert all(i < 10 for i in limited)
     assert model.training  # generate restores the mode it found
 
 
 def test_generate_stops_at_a_stop_id_without_yielding_it() -> None:
     model = _model()
-    greedy = list(generate(model, [5, 6], 20, temperature=0))
+    greedy = list(generate(model, [5, 6], 20, SamplingCfg(temperature=0)))
     stop = greedy[3]
-    stopped = list(generate(model, [5, 6], 20, temperature=0, stop_ids={stop}))
+    stopped = list(generate(model, [5, 6], 20, SamplingCfg(temperature=0), stop_ids={stop}))
     assert stopped == greedy[:greedy.index(stop)]
     with pytest.raises(ValueError, match="context"):
         list(generate(model, [], 5))
@@ -220,7 +222,8 @@ def test_run_generate_prints_prompt_and_a_repeatable_continuation(
     save_model(_model(vocab=320), tok, tmp_path)
     outputs = []
     for _ in range(2):
-        assert run_generate(tmp_path, "the cat", 12, temperature=1.0, top_k=20, seed=3) == 0
+        assert run_generate(tmp_path, "the cat", 12, SamplingCfg(temperature=1.0, top_k=20),
+                            seed=3) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert outputs[0].startswith("the cat") and len(outputs[0]) > len("the cat\n")

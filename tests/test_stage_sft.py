@@ -25,12 +25,14 @@ from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.quality import gate
 from crawl2chat.serve import repl
 from crawl2chat.stages import sft
 from crawl2chat.tokenizer.train import train_bpe
 
 PROMPT = "What is 2 plus 3?"
+GREEDY = SamplingCfg(temperature=0)
 STEAL = ["a bike", "a car", "a phone", "a wallet", "a laptop", "a watch", "a ring", "a bag",
          "a camera", "a guitar", "a tent", "a boat", "a horse", "a lamp", "a coat"]
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +75,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cfg = sft.Cfg(
         data=[Source(str(data))], heldout_fraction=0.2, min_train_conversations=50,
         eval=EvalCfg(harmful=str(harmful), benign=str(benign), prompts=[PROMPT, "Say hello."],
-                     conversations=12, max_new_tokens=24, temperature=0.0,
+                     conversations=12, max_new_tokens=24, sampling=GREEDY,
                      min_format_compliance=0.8),
         train=TrainCfg(lr=3e-3, min_lr=3e-4, warmup_steps=10, max_steps=150, batch_size=8,
                        eval_every=75, eval_batches=2, precision="32-true",
@@ -247,7 +249,7 @@ def tmp_copy(src: Path, dst: Path) -> Path:
 def test_message_mode_prints_one_reply_without_control_tokens(
         trained: dict, capsys: pytest.CaptureFixture[str]) -> None:
     assert repl.run_chat(trained["out"], message=PROMPT, max_new_tokens=24,
-                            temperature=0.0, top_k=None, seed=0) == 0
+                         sampling=GREEDY, seed=0) == 0
     printed = capsys.readouterr().out
     # the learned answer format, ended at <|assistant_end|> (a tiny model may miscount)
     assert re.fullmatch(r"2 plus 3 is \d+\.\n", printed), printed
@@ -266,7 +268,7 @@ def test_interactive_session_streams_resets_and_exits(trained: dict) -> None:
 
     out = Out()
     repl.chat_loop(model, tok, lambda p: (prompts.append(p), next(lines))[1], out,
-                      max_new_tokens=24, temperature=0.0, top_k=None, seed=0)
+                   max_new_tokens=24, sampling=GREEDY, seed=0)
     text = out.getvalue()
     assert prompts == ["you> "] * 5  # the empty line ended the session
     first, again = re.findall(r"assistant> (.*)\n", text)[:2]
@@ -283,7 +285,7 @@ def test_interactive_session_ends_on_ctrl_d(trained: dict) -> None:
         raise EOFError
 
     out = io.StringIO()
-    repl.chat_loop(model, tok, eof, out, 8, 0.0, None, 0)
+    repl.chat_loop(model, tok, eof, out, 8, GREEDY, 0)
     assert out.getvalue().endswith("Ctrl-D ends.\n\n")
 
 

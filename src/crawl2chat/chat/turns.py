@@ -1,7 +1,7 @@
 """Generate one assistant turn: the model's tokens until it closes the turn.
 
-In:  a model, its tokenizer, a rendered prompt (chat/template.py ``render_prompt``) and the
-     sampling settings.
+In:  a model, its tokenizer, a rendered prompt (chat/template.py ``render_prompt``) and a
+     :class:`~crawl2chat.model.sampling.SamplingCfg`.
 Out: a :class:`Turn`: its ordinary token ids and text, and the control token that ended it
      (``ended`` when that is ``<|assistant_end|>``). No control token is ever part of it.
 
@@ -18,6 +18,7 @@ from crawl2chat.tokenizer import special
 
 if TYPE_CHECKING:
     from crawl2chat.model.gpt import GPT
+    from crawl2chat.model.sampling import SamplingCfg
     from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 
@@ -29,11 +30,10 @@ class Turn:
     """
 
     def __init__(self, model: GPT, tok: Tokenizer, prompt: list[int], max_new_tokens: int,
-                 temperature: float, top_k: int | None, seed: int,
-                 top_p: float | None = None) -> None:
+                 sampling: SamplingCfg, seed: int) -> None:
         self.model, self.tok, self.prompt = model, tok, prompt
         self.max_new_tokens = max_new_tokens
-        self.temperature, self.top_k, self.top_p, self.seed = temperature, top_k, top_p, seed
+        self.sampling, self.seed = sampling, seed
         self.ids: list[int] = []
         self.stop: int | None = None  # the control token that ended the turn, if any
 
@@ -47,9 +47,8 @@ class Turn:
         control = {self.tok.special_id(t) for t in special.SPECIAL_TOKENS}
         # stopping is decided here, not by generate's stop_ids, so that the turn knows
         # which control token ended it
-        for token in generate(self.model, self.prompt, self.max_new_tokens,
-                              temperature=self.temperature, top_k=self.top_k, seed=self.seed,
-                              vocab_limit=self.tok.vocab_size, top_p=self.top_p):
+        for token in generate(self.model, self.prompt, self.max_new_tokens, self.sampling,
+                              seed=self.seed, vocab_limit=self.tok.vocab_size):
             if token in control:
                 self.stop = token
                 return

@@ -2,7 +2,7 @@
 
 In:  a model + tokenizer, held-out :class:`Conversation` records and the sources they came
      from, fixed prompts and the harmful / benign prompt sets (chat_eval/refusal.py
-     ``load_prompts``), and the sampling settings of :class:`EvalCfg` (``sft.eval``).
+     ``load_prompts``), and the sampling settings of :class:`EvalCfg` (``sft.eval.sampling``).
 Out: the mean loss on assistant tokens, and one reply record per prompt:
      ``{kind, origin, source, prompt, reply, new_tokens, ended, refused}`` where ``kind``
      is ``heldout`` | ``prompt`` | ``harmful`` | ``benign`` and ``source`` the ``sft.data``
@@ -27,6 +27,7 @@ from crawl2chat.chat.turns import Turn, complete
 from crawl2chat.chat_eval.refusal import is_refusal
 from crawl2chat.errors import ConfigError
 from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
+from crawl2chat.model.sampling import SamplingCfg
 
 if TYPE_CHECKING:
     from crawl2chat.chat.data import Conversation, Source
@@ -46,8 +47,7 @@ class EvalCfg:
     max_new_tokens: int = 64  # a compliant reply ends within this many tokens
     # evaluation replies are sampled as `crawl2chat chat` samples by default, so the report
     # shows what a user sees (greedy decoding of a small model repeats one safe reply)
-    temperature: float = 0.8  # 0 = greedy
-    top_k: int | None = 50
+    sampling: SamplingCfg = field(default_factory=SamplingCfg)
     prompts: list[str] = field(default_factory=list)  # answered into report.md
     # refusal-rate prompt sets (JSONL {"prompt": ...}; null = not measured) and how many of
     # each to ask (null = all)
@@ -90,8 +90,7 @@ def reply(model: GPT, tok: Tokenizer, messages: list[dict[str, str]], cfg: EvalC
           ) -> Turn:
     """The model's next assistant turn after ``messages``, sampled as ``cfg`` says."""
     prompt = render_prompt(messages, tok)
-    return complete(Turn(model, tok, prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k,
-                         seed))
+    return complete(Turn(model, tok, prompt, cfg.max_new_tokens, cfg.sampling, seed))
 
 
 def prompt_and_answer(conversation: Conversation) -> tuple[list[dict[str, str]], str]:

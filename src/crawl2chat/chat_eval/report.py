@@ -94,7 +94,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
         f"{_fmt(m['heldout_loss'])} |",
         f"| format compliance: replies that end with `<|assistant_end|>` within "
         f"{cfg.max_new_tokens} tokens (held-out prompts with a shorter reference answer; "
-        f"temperature {cfg.temperature:g}) | "
+        f"temperature {cfg.sampling.temperature:g}) | "
         f"{_share(round(m['format_compliance'] * judged), judged)} |",
         *_compliance_by_source(heldout),
         *_refusal_lines(m, replies),

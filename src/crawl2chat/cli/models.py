@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from crawl2chat.cli.args import positive_int, probability, sampling_args
+from crawl2chat.model.sampling import SamplingCfg
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     from crawl2chat.serve.repl import run_chat
 
+    sampling = SamplingCfg(temperature=args.temperature, top_k=args.top_k)
     return run_chat(Path(args.model_dir), message=args.message,
-                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                    top_k=args.top_k, seed=args.seed)
+                    max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -21,9 +22,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     prompt = (args.prompt if args.prompt is not None
               else Path(args.prompt_file).read_text(encoding="utf-8"))
+    sampling = SamplingCfg(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     return run_generate(Path(args.model_dir), prompt=prompt,
-                        max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                        top_k=args.top_k, seed=args.seed, top_p=args.top_p,
+                        max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed,
                         num_samples=args.num_samples, stops=args.stop or (),
                         show_probs=args.show_probs,
                         few_shot=Path(args.few_shot) if args.few_shot else None)
@@ -74,9 +75,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     prompt.add_argument("--prompt", "-p", help="the text to continue")
     prompt.add_argument("--prompt-file", help="a file whose text is the prompt, as it is")
     sampling_args(p, max_new_tokens=100, seed=None)
-    p.add_argument("--top-p", type=probability, default=1.0,
+    p.add_argument("--top-p", type=probability, default=SamplingCfg().top_p,
                    help="sample among the most likely tokens whose probabilities add up to "
-                        "P (nucleus sampling, after --top-k); 1 keeps all (default: %(default)s)")
+                        "P (nucleus sampling, after --top-k); 1 keeps all (default: all)")
     p.add_argument("--num-samples", "-n", type=positive_int, default=1,
                    help="continuations to write, the i-th with seed + i, separated by "
                    "'---' lines (default: %(default)s)")
@@ -128,7 +129,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrency", type=positive_int, default=2,
                    help="generations running at once; further requests get HTTP 429 "
                    "(default: %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=50,
+    p.add_argument("--top-k", type=positive_int, default=SamplingCfg().top_k,
                    help="sample among the k most likely tokens unless a request sets top_k "
                    "(default: %(default)s)")
     p.set_defaults(func=_cmd_serve)

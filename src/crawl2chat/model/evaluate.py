@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -218,7 +219,7 @@ def predict_word(model: GPT, tok: Tokenizer, passage: Passage, max_word_tokens: 
     ids = ([bos] if passage.from_start else []) + tok.encode(passage.context)
     new: list[int] = []
     text = ""
-    for token in generate(model, ids, max_word_tokens, temperature=0,
+    for token in generate(model, ids, max_word_tokens, SamplingCfg(temperature=0),
                           stop_ids=range(len(special.SPECIAL_TOKENS)),
                           vocab_limit=tok.vocab_size):
         new.append(token)

@@ -1,7 +1,8 @@
 """Sampling from a GPT, one token at a time.
 
-``generate(model, ids, ...)`` yields new token ids as they are sampled (temperature,
-top-k, top-p; temperature 0 is greedy). A seeded ``torch.Generator`` makes it repeatable: the
+``generate(model, ids, ...)`` yields new token ids as they are sampled as a
+:class:`~crawl2chat.model.sampling.SamplingCfg` says (temperature, top-k, top-p;
+temperature 0 is greedy). A seeded ``torch.Generator`` makes it repeatable: the
 same model, prompt and seed give the same ids on the same device. ``observe`` sees each
 step's distribution and the id drawn from it. ``run_generate`` is the ``crawl2chat
 generate`` command (samples, stop strings, a random or given seed, the candidates of each
@@ -32,6 +33,7 @@ from torch import nn
 
 from crawl2chat.model.gpt import GPT
 from crawl2chat.model.kvcache import KVCache
+from crawl2chat.model.sampling import SamplingCfg
 
 if TYPE_CHECKING:
     from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -40,30 +42,26 @@ Observer = Callable[[torch.Tensor, int], None]  # (probabilities over the vocab,
 log = logging.getLogger("crawl2chat")
 
 
-def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: float = 0.8,
-             top_k: int | None = 50, seed: int = 0, stop_ids: Collection[int] = (),
-             vocab_limit: int | None = None, use_cache: bool = True,
-             top_p: float | None = None, observe: Observer | None = None) -> Iterator[int]:
+def generate(model: GPT, ids: Sequence[int], max_new_tokens: int,
+             sampling: SamplingCfg = SamplingCfg(), seed: int = 0,
+             stop_ids: Collection[int] = (), vocab_limit: int | None = None,
+             use_cache: bool = True, observe: Observer | None = None) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` ids continuing ``ids``.
 
     A sampled id in ``stop_ids`` ends the stream and is not yielded (so fewer than
     ``max_new_tokens`` ids means a stop id was hit). ``vocab_limit`` keeps sampling
     below the tokenizer's vocabulary size: the model's vocab is padded past it.
     ``use_cache=False`` recomputes the whole (cropped) context for every token: the
-    reference the cache is tested and benchmarked against. ``top_p`` keeps the smallest
-    set of most likely ids whose probabilities add up to at least ``top_p`` (nucleus
-    sampling), after ``top_k``. ``observe(probs, id)`` gets, for each sampled id, the
+    reference the cache is tested and benchmarked against. ``sampling.top_p`` keeps the
+    smallest set of most likely ids whose probabilities add up to at least ``top_p``
+    (nucleus sampling), after ``top_k``. ``observe(probs, id)`` gets, for each sampled id, the
     probabilities it was drawn from (after temperature, top-k and top-p; greedy: the
     model's softmax), the stop ids included.
     """
     if not ids:
         raise ValueError("generate needs at least one context id (e.g. <|bos|>)")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(model.parameters()).device
-    sampler = _Sampler(temperature, top_k, top_p, vocab_limit,
+    sampler = _Sampler(sampling, vocab_limit,
                        torch.Generator(device=device).manual_seed(seed), observe)
     context = list(ids)  # appending to a list is free; torch.cat copies the whole context
     stops = set(stop_ids)
@@ -92,29 +90,28 @@ def generate(model: GPT, ids: Sequence[int], max_new_tokens: int, temperature: f
 class _Sampler:
     """How to pick the next id from a row of logits."""
 
-    temperature: float
-    top_k: int | None
-    top_p: float | None
+    cfg: SamplingCfg
     vocab_limit: int | None
     generator: torch.Generator
     observe: Observer | None = None
 
     def __call__(self, logits: torch.Tensor) -> int:
+        cfg = self.cfg
         logits = logits[:self.vocab_limit].float()
-        if self.temperature == 0:
+        if cfg.temperature == 0:
             chosen = int(logits.argmax())
             if self.observe:
                 self.observe(torch.softmax(logits, dim=-1), chosen)
             return chosen
-        logits = logits / self.temperature
-        if self.top_k is not None and self.top_k < logits.numel():
-            kth = torch.topk(logits, self.top_k).values[-1]
+        logits = logits / cfg.temperature
+        if cfg.top_k is not None and cfg.top_k < logits.numel():
+            kth = torch.topk(logits, cfg.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
-        if self.top_p is not None and self.top_p < 1:
+        if cfg.top_p is not None and cfg.top_p < 1:
             sorted_probs, order = torch.sort(probs, descending=True)
             # drop an id when the ids more likely than it already reach top_p
-            drop = sorted_probs.cumsum(0) - sorted_probs >= self.top_p
+            drop = sorted_probs.cumsum(0) - sorted_probs >= cfg.top_p
             sorted_probs[drop] = 0
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
         chosen = int(torch.multinomial(probs, 1, generator=self.generator))
@@ -185,10 +182,9 @@ def _print_candidates(tok: Tokenizer, k: int) -> Observer:
     return observe
 
 
-def run_generate(model_dir: Path, prompt: str, max_new_tokens: int, temperature: float,
-                 top_k: int | None, seed: int | None, top_p: float | None = None,
-                 num_samples: int = 1, stops: Sequence[str] = (), show_probs: int = 0,
-                 few_shot: Path | None = None) -> int:
+def run_generate(model_dir: Path, prompt: str, max_new_tokens: int, sampling: SamplingCfg,
+                 seed: int | None, num_samples: int = 1, stops: Sequence[str] = (),
+                 show_probs: int = 0, few_shot: Path | None = None) -> int:
     """Print ``num_samples`` continuations of ``prompt`` as they are generated (sample
     ``i`` drawn with ``seed + i``; no seed: a random one, printed on stderr so that
     ``--seed`` repeats the run), each cut at the first of ``stops``. ``show_probs``: for
@@ -218,8 +214,8 @@ def run_generate(model_dir: Path, prompt: str, max_new_tokens: int, temperature:
         if i:
             sys.stdout.write("---\n")
         observe = _print_candidates(tok, show_probs) if show_probs else None
-        ids = generate(model, context, max_new_tokens, temperature, top_k, seed + i,
-                       stop_ids, vocab_limit=tok.vocab_size, top_p=top_p, observe=observe)
+        ids = generate(model, context, max_new_tokens, sampling, seed + i, stop_ids,
+                       vocab_limit=tok.vocab_size, observe=observe)
         pieces = stream_text(tok, ids, stops)
         if show_probs:  # a line per token as it is drawn; then the text in one piece
             sys.stdout.write(shown_prompt + "".join(pieces) + "\n")

@@ -21,6 +21,7 @@ import numpy as np
 
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
@@ -95,8 +96,8 @@ def memorisation(model: GPT, tok: Tokenizer, splits: dict[str, np.ndarray], docs
         for doc in documents(splits[split], bos, docs, prefix + continuation, scan_tokens):
             truth = doc[prefix:prefix + continuation]
             # special ids stop nothing here: the comparison itself counts a wrong token
-            guess = list(generate(model, [bos, *doc[:prefix]], continuation, temperature=0,
-                                  vocab_limit=tok.vocab_size))
+            guess = list(generate(model, [bos, *doc[:prefix]], continuation,
+                                  SamplingCfg(temperature=0), vocab_limit=tok.vocab_size))
             exact.append(guess == truth)
             runs.append(longest_common_run(guess, truth))
         metrics |= {f"memorise_{split}_docs": float(len(exact)),

@@ -22,6 +22,7 @@ from crawl2chat.chat.turns import Turn
 
 if TYPE_CHECKING:
     from crawl2chat.model.gpt import GPT
+    from crawl2chat.model.sampling import SamplingCfg
     from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 Messages = list[dict[str, str]]
@@ -57,7 +58,7 @@ def fit_context(messages: Messages, tok: Tokenizer, block_size: int, max_new_tok
 
 
 def chat_loop(model: GPT, tok: Tokenizer, read_line: Callable[[str], str], out: TextIO,
-              max_new_tokens: int, temperature: float, top_k: int | None, seed: int) -> None:
+              max_new_tokens: int, sampling: SamplingCfg, seed: int) -> None:
     """The interactive session: read a line, stream the reply, until EOF or an empty line."""
     out.write("Chat with the model. /reset starts a new conversation; an empty line or "
               "Ctrl-D ends.\n")
@@ -84,15 +85,15 @@ def chat_loop(model: GPT, tok: Tokenizer, read_line: Callable[[str], str], out: 
             history.pop()
             continue
         out.write("assistant> ")
-        turn = Turn(model, tok, prompt, budget, temperature, top_k, seed + turn_number)
+        turn = Turn(model, tok, prompt, budget, sampling, seed + turn_number)
         reply = stream(turn, lambda s: (out.write(s), out.flush()))
         out.write("\n" if turn.stop is not None else " [...]\n")  # [...]: cut at the limit
         history.append({"role": "assistant", "content": reply or "..."})
         turn_number += 1
 
 
-def run_chat(model_dir: Path, message: str | None, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int) -> int:
+def run_chat(model_dir: Path, message: str | None, max_new_tokens: int, sampling: SamplingCfg,
+             seed: int) -> int:
     """``crawl2chat chat``: one reply to ``message``, or an interactive session."""
     import torch
 
@@ -100,7 +101,7 @@ def run_chat(model_dir: Path, message: str | None, max_new_tokens: int, temperat
 
     model, tok = load_model(Path(model_dir), device="cuda" if torch.cuda.is_available() else "cpu")
     if message is None:
-        chat_loop(model, tok, input, sys.stdout, max_new_tokens, temperature, top_k, seed)
+        chat_loop(model, tok, input, sys.stdout, max_new_tokens, sampling, seed)
         return 0
     _, prompt = fit_context([{"role": "user", "content": message}], tok,
                             model.config.block_size, max_new_tokens)
@@ -110,7 +111,7 @@ def run_chat(model_dir: Path, message: str | None, max_new_tokens: int, temperat
 
         raise InputError(f"--message is {len(prompt)} tokens; this model's context holds "
                          f"{model.config.block_size}")
-    turn = Turn(model, tok, prompt, budget, temperature, top_k, seed)
+    turn = Turn(model, tok, prompt, budget, sampling, seed)
     stream(turn, lambda s: (sys.stdout.write(s), sys.stdout.flush()))
     sys.stdout.write("\n")
     return 0

@@ -39,6 +39,7 @@ from starlette.types import Receive, Scope, Send
 
 from crawl2chat.chat.template import render_prompt
 from crawl2chat.chat.turns import Turn
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.serve.openai_api import (
     APIError,
     ChatRequest,
@@ -65,7 +66,7 @@ class Limits:
     max_tokens: int = 512  # most new tokens one request may ask for (and the default)
     max_concurrency: int = 2  # generations at once; a request beyond gets 429
     max_input_chars: int = 100_000  # refused before tokenizing: encoding costs too
-    top_k: int | None = 50  # default when the request has no top_k
+    top_k: int | None = SamplingCfg().top_k  # default when the request has no top_k
 
 
 def _sse(obj: dict[str, Any]) -> str:
@@ -134,9 +135,9 @@ class Engine:
                       req: ChatRequest | CompletionRequest, param: str) -> Any:
         budget = self.budget(len(prompt), req.limit(), param)
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
-        top_k = req.top_k if req.top_k is not None else self.limits.top_k
-        turn = Turn(self.model, self.tok, prompt, budget, req.temperature, top_k, seed,
-                    top_p=req.top_p)
+        sampling = SamplingCfg(temperature=req.temperature, top_p=req.top_p,
+                               top_k=req.top_k if req.top_k is not None else self.limits.top_k)
+        turn = Turn(self.model, self.tok, prompt, budget, sampling, seed)
         stream = TextStream(turn, req.stop_sequences())
         if not self.slots.acquire(blocking=False):
             raise APIError(429, f"the server is busy ({self.limits.max_concurrency} "

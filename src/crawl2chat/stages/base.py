@@ -39,6 +39,7 @@ from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, VOCAB_MULTIPLE, GPTConfig, ModelCfg, padded_vocab
 from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
 from crawl2chat.model.memorise import memorisation
+from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
@@ -62,6 +63,8 @@ class Cfg:
     """Continued after training (and at every validation) to show what the model learned."""
     sample_tokens: int = 64
     """New tokens per sample."""
+    sampling: SamplingCfg = field(default_factory=SamplingCfg)
+    """How the prompts are continued."""
     require_beats_unigram: bool = False
     """Quality gate: val loss must be below the unigram entropy (off for tiny smoke runs)."""
 
@@ -90,7 +93,7 @@ def sample(model: GPT, tok: Tokenizer, cfg: Cfg) -> list[dict[str, Any]]:
     for i, prompt in enumerate(cfg.prompts):
         # a seed per prompt: one shared random stream makes similar prompts look alike
         ids = list(generate(model, [bos, *tok.encode(prompt)], cfg.sample_tokens,
-                            temperature=0.8, top_k=50, seed=cfg.train.seed + i,
+                            cfg.sampling, seed=cfg.train.seed + i,
                             stop_ids={bos}, vocab_limit=tok.vocab_size))
         out.append({"prompt": prompt, "continuation": tok.decode(ids), "tokens": len(ids)})
     return out
@@ -218,7 +221,7 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, Any]
         "",
         f"![loss curve]({LOSS_CURVE})",
         "",
-        f"## Samples (temperature 0.8, top-k 50, seeds {tc.seed}, {tc.seed} + 1, ...)",
+        f"## Samples ({cfg.sampling.describe()}, seeds {tc.seed}, {tc.seed} + 1, ...)",
         "",
     ]
     for s in samples:
