@@ -34,6 +34,7 @@ from torch import nn
 from crawl2chat.model.gpt import GPT
 from crawl2chat.model.kvcache import KVCache
 from crawl2chat.model.sampling import SamplingCfg
+from crawl2chat.model.stops import StopCutter
 
 if TYPE_CHECKING:
     from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -129,44 +130,25 @@ def _step(model: nn.Module, ids: torch.Tensor, cache: KVCache | None,
     return sampler(logits[0, -1])
 
 
-def held_back(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that begins some stop string: held back
-    while streaming until the next tokens show whether the stop follows."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest
-
-
 def stream_text(tok: Tokenizer, ids: Generator[int, None, None],
                 stops: Sequence[str] = ()) -> Iterator[str]:
     """The text of ``ids`` in pieces as they come, cut before the earliest stop string
-    (the stop itself never shown; generation ends there), as the server's ``stop`` does.
-    A piece that could begin a stop, or ends inside a multi-byte character, waits."""
-    stops = [s for s in stops if s]
+    (see :mod:`crawl2chat.model.stops`; generation ends there)."""
+    cutter = StopCutter(stops)
     new: list[int] = []
-    shown = ""
     try:
         for token in ids:
             new.append(token)
-            text = tok.decode(new)
-            if text.endswith("\ufffd"):
-                continue
-            cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-            visible = text[:min(cuts)] if cuts else text[:len(text) - held_back(text, stops)]
-            if len(visible) > len(shown):
-                yield visible[len(shown):]
-                shown = visible
-            if cuts:
+            piece = cutter.update(tok.decode(new))
+            if piece:
+                yield piece
+            if cutter.stopped:
                 return
     finally:
         ids.close()  # ends the generation at a stop
-    text = tok.decode(new)
-    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-    yield (text[:min(cuts)] if cuts else text)[len(shown):]
+    piece = cutter.update(tok.decode(new), final=True)
+    if piece:
+        yield piece
 
 
 def _print_candidates(tok: Tokenizer, k: int) -> Observer:
