@@ -19,6 +19,10 @@ PARAMS_FILE = "params.yaml"
 OVERRIDES_FILE = "conf/overrides.yaml"
 METRICS_DIR = "metrics"
 MANIFEST = "manifest.json"
+REPORT = "report.md"  # every stage output's human-readable report
+# files one stage writes and the next reads
+CRAWL_INDEX = "index.parquet"
+TEXT_DOCUMENTS = "documents.parquet"
 FLOWS_DIR = "flows"  # the Prefect flows: files of the project, run from there
 
 

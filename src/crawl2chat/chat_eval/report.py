@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crawl2chat import paths
 from crawl2chat.chat.data import SKIP_REASONS, Source
 
 if TYPE_CHECKING:
@@ -131,4 +132,4 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
                       f"{len(unended)})", "", "| prompt | reply | tokens |", "|---|---|---|"]
         lines += [f"| {_quote(r['prompt'])} | {_quote(r['reply'])} | {r['new_tokens']} |"
                   for r in unended[:8]]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    (out_dir / paths.REPORT).write_text("\n".join(lines) + "\n")

@@ -29,13 +29,14 @@ import great_expectations as gx
 import pandas as pd
 import torch
 
+from crawl2chat import paths
 from crawl2chat.model.checkpoint import CONFIG, TOKENIZER_DIR, WEIGHTS, stored_state
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES
 from crawl2chat.model.gpt import GPT, VOCAB_MULTIPLE, GPTConfig
 from crawl2chat.quality.suite import Table
 from crawl2chat.tokenizer.tokenizer import TOKENIZER_FILE, Tokenizer
 
-FILES = (WEIGHTS, CONFIG, f"{TOKENIZER_DIR}/{TOKENIZER_FILE}", SAMPLES, "report.md", LOSS_CURVE)
+FILES = (WEIGHTS, CONFIG, f"{TOKENIZER_DIR}/{TOKENIZER_FILE}", SAMPLES, paths.REPORT, LOSS_CURVE)
 E = gx.expectations
 
 

@@ -17,15 +17,18 @@ from typing import Any
 import great_expectations as gx
 import pandas as pd
 
+from crawl2chat import paths
 from crawl2chat.chat_eval.evaluate import KINDS, EvalCfg
+from crawl2chat.model.checkpoint import CONFIG, TOKENIZER_DIR, WEIGHTS
+from crawl2chat.model.config import LOSS_CURVE
 from crawl2chat.quality.suite import Table
 from crawl2chat.stages.sft import EVAL_FILE, REPLIES_FILE
 from crawl2chat.tokenizer.special import SPECIAL_TOKENS
-from crawl2chat.tokenizer.tokenizer import Tokenizer
+from crawl2chat.tokenizer.tokenizer import TOKENIZER_FILE, Tokenizer
 
 E = gx.expectations
-MODEL_FILES = ("model.safetensors", "config.json", "tokenizer/tokenizer.json", "report.md",
-               "loss_curve.png", EVAL_FILE, REPLIES_FILE)
+MODEL_FILES = (WEIGHTS, CONFIG, f"{TOKENIZER_DIR}/{TOKENIZER_FILE}", paths.REPORT,
+               LOSS_CURVE, EVAL_FILE, REPLIES_FILE)
 _CONTROL_TEXT = "|".join(t.replace("|", r"\|") for t in SPECIAL_TOKENS)
 
 
@@ -39,7 +42,7 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
     files = pd.DataFrame({"file": list(MODEL_FILES),
                           "bytes": [(out_dir / f).stat().st_size if (out_dir / f).is_file()
                                     else 0 for f in MODEL_FILES]})
-    config = json.loads((out_dir / "config.json").read_text())
+    config = json.loads((out_dir / CONFIG).read_text())
     tokenizer = Tokenizer.load(out_dir / "tokenizer")
     shapes = pd.DataFrame([{"model_vocab": config["vocab_size"],
                             "tokenizer_vocab": tokenizer.vocab_size}])

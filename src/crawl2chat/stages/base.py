@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crawl2chat import paths
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
@@ -43,7 +44,7 @@ from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer import special
-from crawl2chat.tokenizer.shards import open_split, read_meta
+from crawl2chat.tokenizer.shards import META_FILE, open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 UNIGRAM_MAX_TOKENS = 1 << 26  # the entropy of larger splits is estimated on a spread sample
@@ -108,9 +109,9 @@ def checkpoint_dir(cfg: Cfg, in_dir: Path, out_dir: Path) -> Path:
     params = asdict(cfg)
     for name in ("progress_bar", "resume", "checkpoint_every", "num_workers"):
         params["train"].pop(name)
-    upstream = in_dir / "manifest.json"  # names the tokens run; meta.json when run by hand
+    upstream = in_dir / paths.MANIFEST  # names the tokens run; meta.json when run by hand
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    digest.update((upstream if upstream.exists() else in_dir / "meta.json").read_bytes())
+    digest.update((upstream if upstream.exists() else in_dir / META_FILE).read_bytes())
     return out_dir.parent / f"base.tmp-ckpt-{digest.hexdigest()[:16]}"
 
 
@@ -176,7 +177,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                                    "uniform_loss", "steps", "tokens", *held_out.metrics)}})
     (out_dir / SAMPLES).write_text(json.dumps(samples, indent=2, ensure_ascii=False) + "\n")
     _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
-    with (out_dir / "report.md").open("a") as report:
+    with (out_dir / paths.REPORT).open("a") as report:
         report.write(held_out.markdown())
         report.write(recited.markdown() if ev.memorise_docs else "")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
@@ -226,4 +227,4 @@ def _write_report(out_dir: Path, cfg: Cfg, gpt_cfg: GPTConfig, m: dict[str, Any]
     ]
     for s in samples:
         lines += [f"> **{s['prompt']}**{s['continuation']}".replace("\n", "\n> "), ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    (out_dir / paths.REPORT).write_text("\n".join(lines))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crawl2chat import paths
 from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.crawl import sources as crawl_sources
 from crawl2chat.crawl.crawler import Crawler, CrawlerSettings, CrawlStats
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SHARD = "crawl-{:05d}.warc.gz"
-INDEX = "index.parquet"
+INDEX = paths.CRAWL_INDEX
 SOURCES_FILE = "sources.json"
 RAW_CRAWL = "raw/crawler-00000.warc.gz"
 SOURCES = ("warc", "crawler")
@@ -203,7 +204,7 @@ def _write_crawl_report(out_dir: Path, settings: CrawlerSettings, crawled: Crawl
     lines += [f"| {why} | {n} |" for why, n in crawled.skipped.most_common()] or ["| - | 0 |"]
     lines += ["", "| redirect from | to | status |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {code} |" for a, b, code in crawled.redirects] or ["| - | - | - |"]
-    with (out_dir / "report.md").open("a") as fh:
+    with (out_dir / paths.REPORT).open("a") as fh:
         fh.write("\n".join(lines) + "\n")
 
 
@@ -235,4 +236,4 @@ def _write_report(out_dir: Path, index: pd.DataFrame, names: list[str], stats: R
     lines += [f"| {reason} | {n} |" for reason, n in every_skip.most_common()] or ["| - | 0 |"]
     lines += ["", "| host | records |", "|---|---|"]
     lines += [f"| {host} | {n} |" for host, n in hosts.items()]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    (out_dir / paths.REPORT).write_text("\n".join(lines) + "\n")

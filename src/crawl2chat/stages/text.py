@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crawl2chat import parallel
+from crawl2chat import parallel, paths
 from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist
 from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
@@ -54,7 +54,7 @@ __all__ = [
     "run",
 ]
 
-DOCUMENTS = "documents.parquet"
+DOCUMENTS = paths.TEXT_DOCUMENTS
 REMOVED = "removed.parquet"
 COUNTS = "counts.json"
 DOC_COLUMNS = ("doc_id", "url", "warc_file", "lang", "lang_score", "text")
@@ -70,7 +70,7 @@ def _index(in_dir: Path) -> pd.DataFrame:
     """The crawl's index, checked against the shards it names."""
     import pandas as pd
 
-    index_file = in_dir / "index.parquet"
+    index_file = in_dir / paths.CRAWL_INDEX
     if not index_file.is_file():
         raise InputError(f"{index_file} is missing: run the crawl stage first")
     index = pd.read_parquet(index_file, columns=["warc_file", "url", "offset", "length"])

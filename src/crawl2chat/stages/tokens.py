@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from crawl2chat import paths
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.tokenizer.reference import bytes_per_token
 from crawl2chat.tokenizer.shards import SplitStats, assign_val, split_hash, write_shards
@@ -29,7 +30,6 @@ from crawl2chat.tokenizer.special import BOS
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import MIN_VOCAB_SIZE, train_bpe
 
-DOCUMENTS = "documents.parquet"
 TOKENIZER_DIR = "tokenizer"
 BATCH_DOCS = 1024  # documents per parquet batch and per encode_batch call
 REPORT_EXAMPLES = ("Hello world! It's 2024, and the café opened at 9:30.",
@@ -72,7 +72,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     _check(cfg)
     if in_dir is None:
         raise InputError("the tokens stage needs the text stage's output folder")
-    source = Path(in_dir) / DOCUMENTS
+    source = Path(in_dir) / paths.TEXT_DOCUMENTS
     plan = _plan(source, cfg)
     tokenizer = train_bpe(_training_texts(source, plan), cfg.vocab_size, cfg.min_frequency,
                           show_progress=True)
@@ -219,4 +219,4 @@ def _write_report(out_dir: Path, cfg: Cfg, tokenizer: Tokenizer,
     for text in (*REPORT_EXAMPLES, *(t[:300] for t in val_texts)):
         lines += [text.replace("\n", " ")[:120], "  -> " + _pieces(tokenizer, text), ""]
     lines += ["```", ""]
-    (out_dir / "report.md").write_text("\n".join(lines))
+    (out_dir / paths.REPORT).write_text("\n".join(lines))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawl2chat import paths
 from crawl2chat.errors import InputError
 
 log = logging.getLogger("crawl2chat.synth")
@@ -75,7 +76,7 @@ def passage_seeds(path: Path, max_chars: int = 1200) -> list[Seed]:
     ``documents.parquet``) with at least ``MIN_PASSAGE_CHARS`` of text, in file order."""
     import pandas as pd
 
-    file = Path(path) / "documents.parquet" if Path(path).is_dir() else Path(path)
+    file = Path(path) / paths.TEXT_DOCUMENTS if Path(path).is_dir() else Path(path)
     try:
         docs = pd.read_parquet(file, columns=["doc_id", "url", "text"])
     except (OSError, ValueError, KeyError) as err:

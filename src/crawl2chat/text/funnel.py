@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crawl2chat import paths
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -73,4 +75,4 @@ def write_report(out_dir: Path, cfg: Any, docs: pd.DataFrame, gone: pd.DataFrame
         lines.append(f"| `{reason}` | {n} | {example['url']} |")
     if counts["damaged_records"]:
         lines += ["", f"Damaged crawl records skipped: {counts['damaged_records']}"]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    (out_dir / paths.REPORT).write_text("\n".join(lines) + "\n")
