@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 import torch
+from conftest import documents
 
 from crawl2chat.errors import GateFailed
 from crawl2chat.model.evaluate import (
@@ -30,35 +31,16 @@ from crawl2chat.model.windows import TokenWindows
 from crawl2chat.quality.base import _held_out
 from crawl2chat.quality.suite import validate
 from crawl2chat.tokenizer import special
-from crawl2chat.tokenizer.shards import open_split, write_shards
+from crawl2chat.tokenizer.shards import open_split
 from crawl2chat.tokenizer.tokenizer import Tokenizer
-from crawl2chat.tokenizer.train import train_bpe
 
-ANIMALS = ["cat", "dog", "bird", "horse", "fox"]
-PLACES = ["mat", "roof", "garden", "barn", "hill"]
 PADDED = 320  # the model's vocabulary: the tokenizer's 300 ids padded to a multiple of 64
 
 
-def _documents(n: int) -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(f"The {rng.choice(ANIMALS)} sat on the {rng.choice(PLACES)}."
-                     for _ in range(rng.randint(20, 40))) + " Zürich: 3 €!" for _ in range(n)]
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tokens folder: tokenizer, train/val shards and meta.json, as the tokens stage."""
-    out = tmp_path_factory.mktemp("tokens")
-    docs = _documents(40)
-    tok = train_bpe(docs, vocab_size=300, min_frequency=2)
-    tok.save(out / "tokenizer")
-    write_shards(tok, [(docs, [i % 8 == 0 for i in range(len(docs))])], out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tok(folder: Path) -> Tokenizer:
-    return Tokenizer.load(folder / "tokenizer")
+def tok(tokens_folder: Path) -> Tokenizer:
+    """The tokens folder's tokenizer (not the shared tiny one)."""
+    return Tokenizer.load(tokens_folder / "tokenizer")
 
 
 def _gpt(block_size: int = 64) -> GPT:
@@ -88,23 +70,23 @@ def test_bits_per_byte_is_loss_per_byte_in_bits() -> None:
         bits_per_byte(1.0, 5, 0)
 
 
-def test_token_bytes_spell_exactly_the_split_text(folder: Path, tok: Tokenizer) -> None:
+def test_token_bytes_spell_exactly_the_split_text(tokens_folder: Path, tok: Tokenizer) -> None:
     lengths = token_bytes(tok, PADDED)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = json.loads((tokens_folder / "meta.json").read_text())
     for split in ("train", "val"):
-        ids = np.asarray(open_split(folder, split))
+        ids = np.asarray(open_split(tokens_folder, split))
         assert lengths[ids].sum() == meta[f"{split}_text_bytes"]  # <|bos|> spells nothing
     assert (lengths[:len(special.SPECIAL_TOKENS)] == 0).all() and (lengths[300:] == 0).all()
     assert (lengths[len(special.SPECIAL_TOKENS):300] > 0).all()
 
 
-def test_a_uniform_model_costs_log2_vocab_bits_per_token(folder: Path,
+def test_a_uniform_model_costs_log2_vocab_bits_per_token(tokens_folder: Path,
                                                          tok: Tokenizer) -> None:
     model = _gpt(block_size=32)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()  # all logits 0: every token costs ln(PADDED) nats
-    val = open_split(folder, "val")
+    val = open_split(tokens_folder, "val")
     lengths = token_bytes(tok, PADDED)
     m = val_bits_per_byte(model, val, lengths, windows=1000, batch_size=16)  # all windows
     windows = TokenWindows(val, 32, "strided")
@@ -117,9 +99,9 @@ def test_a_uniform_model_costs_log2_vocab_bits_per_token(folder: Path,
         math.log2(PADDED) * len(text) / m["val_eval_bytes"])
 
 
-def test_val_documents_are_the_held_out_texts(folder: Path, tok: Tokenizer) -> None:
-    val = open_split(folder, "val")
-    expected = [d for i, d in enumerate(_documents(40)) if i % 8 == 0]
+def test_val_documents_are_the_held_out_texts(tokens_folder: Path, tok: Tokenizer) -> None:
+    val = open_split(tokens_folder, "val")
+    expected = [d for i, d in enumerate(documents(40)) if i % 8 == 0]
     assert list(val_documents(val, tok, len(val))) == expected
     bos = np.flatnonzero(np.asarray(val) == tok.special_id(special.BOS))
     # a limit inside the third document keeps the two before it, whole
@@ -128,11 +110,11 @@ def test_val_documents_are_the_held_out_texts(folder: Path, tok: Tokenizer) -> N
 
 def test_passages_end_before_a_sentence_final_word_found_in_the_context(
         tok: Tokenizer) -> None:
-    texts = [*_documents(6), "Nothing here is repeated except nothing: unique."]
+    texts = [*documents(6), "Nothing here is repeated except nothing: unique."]
     passages = next_word_passages(texts, tok, 25, min_word_letters=4, max_context_tokens=40)
     assert len(passages) == 25
     for p in passages:
-        assert len(p.target) >= 4 and p.target in PLACES
+        assert len(p.target) >= 4 and p.target in conftest.PLACES
         assert re.search(rf"\b{p.target}\b", p.context)
         assert len(tok.encode(p.context)) <= 40
         doc = next(t for t in texts if p.context + " " + p.target in t)
@@ -157,9 +139,9 @@ def test_a_passage_from_the_start_of_a_short_document_is_all_of_it(tok: Tokenize
     assert next_word_passages([text], tok, 5, max_context_tokens=3) == []  # too long to fit
 
 
-def test_accuracy_counts_exact_whole_word_answers(folder: Path, tok: Tokenizer) -> None:
+def test_accuracy_counts_exact_whole_word_answers(tokens_folder: Path, tok: Tokenizer) -> None:
     [mat] = tok.encode(" mat")  # one token: the model below says it after anything
-    passages = next_word_passages(_documents(6), tok, 30, min_word_letters=3,
+    passages = next_word_passages(documents(6), tok, 30, min_word_letters=3,
                                   max_context_tokens=40)
     share = sum(p.target == "mat" for p in passages) / len(passages)
     assert 0 < share < 1
@@ -177,9 +159,9 @@ def test_copy_baseline_takes_the_most_frequent_context_word() -> None:
     assert copy_baseline(Passage("a b c", "x", False), 4) == ""
 
 
-def test_evaluate_reports_both_measures(folder: Path, tok: Tokenizer) -> None:
+def test_evaluate_reports_both_measures(tokens_folder: Path, tok: Tokenizer) -> None:
     cfg = EvalCfg(bpb_windows=4, passages=6, max_context_tokens=40, min_word_letters=3)
-    result = evaluate(_gpt(), tok, open_split(folder, "val"), cfg)
+    result = evaluate(_gpt(), tok, open_split(tokens_folder, "val"), cfg)
     m = result.metrics
     assert m["next_word_n"] == 6 == len(result.passages) == len(result.predictions)
     assert 0 <= m["next_word_accuracy"] <= 1 and 0 <= m["next_word_baseline_accuracy"] <= 1
@@ -187,7 +169,8 @@ def test_evaluate_reports_both_measures(folder: Path, tok: Tokenizer) -> None:
     report = result.markdown()
     assert f"**{m['val_bits_per_byte']:.3f}**" in report and "6 passages" in report
     assert result.passages[0].target in report
-    none = evaluate(_gpt(), tok, open_split(folder, "val"), EvalCfg(bpb_windows=2, passages=0))
+    none = evaluate(_gpt(), tok, open_split(tokens_folder, "val"),
+                    EvalCfg(bpb_windows=2, passages=0))
     assert none.metrics["next_word_n"] == 0 and "next-word" not in none.markdown()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +16,8 @@ import torch
 from crawl2chat.cli import main
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.export import ExportRefused, export_hf, hf_architecture
-from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.gpt import GPT
 from crawl2chat.tokenizer.tokenizer import Tokenizer
-from crawl2chat.tokenizer.train import train_bpe
-
-TEXTS = ["the cat sat on the mat. " * 20, "a dog ran in the park, then sat down. " * 20]
-
-
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return train_bpe(TEXTS, vocab_size=300, min_frequency=1)
-
 
 LLAMA = dict(positions="rotary", norm="rmsnorm", mlp="swiglu", bias=False)
 EXPORTABLE: dict[str, tuple[dict[str, Any], str]] = {
@@ -38,16 +30,18 @@ EXPORTABLE: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def _random_model(vocab: int, bias: bool = True, **options: Any) -> GPT:
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=vocab, block_size=32, n_layer=2, n_head=2, n_embd=32,
-                          bias=bias, **options)).eval()
-    with torch.no_grad():  # non-zero biases and gains: a wrong layout cannot hide
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                gain = name.endswith(".weight")  # 1-D weights are norm gains
-                p.normal_(1.0 if gain else 0.0, 0.1)
-    return model
+@pytest.fixture(scope="module")
+def random_model(tiny_gpt: Callable[..., GPT]) -> Callable[..., GPT]:
+    """Tiny GPTs over the tokenizer's 300 ids padded to 320, with random 1-D parameters."""
+    def build(bias: bool = True, **options: Any) -> GPT:
+        model = tiny_gpt(320, bias=bias, **options).eval()
+        with torch.no_grad():  # non-zero biases and gains: a wrong layout cannot hide
+            for name, p in model.named_parameters():
+                if p.dim() == 1:
+                    gain = name.endswith(".weight")  # 1-D weights are norm gains
+                    p.normal_(1.0 if gain else 0.0, 0.1)
+        return model
+    return build
 
 
 def _ids(tok: Tokenizer) -> torch.Tensor:
@@ -56,11 +50,12 @@ def _ids(tok: Tokenizer) -> torch.Tensor:
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_gpt2lmheadmodel_loads_the_export_with_equal_logits(
-        tok: Tokenizer, tmp_path: Path, bias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        tok: Tokenizer, tmp_path: Path, bias: bool, monkeypatch: pytest.MonkeyPatch,
+        random_model: Callable[..., GPT]) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may be fetched
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    model = _random_model(320, bias)  # 300 ids padded to a multiple of 64
+    model = random_model(bias)
     folder = export_hf(model, tok, tmp_path / "hf")
     hf = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True).eval()
     ids = _ids(tok)
@@ -74,9 +69,9 @@ def test_gpt2lmheadmodel_loads_the_export_with_equal_logits(
     assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text)
 
 
-def test_save_model_writes_the_hf_folder_and_the_cli_exports(tok: Tokenizer,
-                                                             tmp_path: Path) -> None:
-    model = _random_model(320, True)
+def test_save_model_writes_the_hf_folder_and_the_cli_exports(
+        tok: Tokenizer, tmp_path: Path, random_model: Callable[..., GPT]) -> None:
+    model = random_model(True)
     save_model(model, tok, tmp_path / "model")
     config = json.loads((tmp_path / "model" / "hf" / "config.json").read_text())
     assert config["model_type"] == "gpt2" and config["vocab_size"] == 320
@@ -91,11 +86,11 @@ def test_save_model_writes_the_hf_folder_and_the_cli_exports(tok: Tokenizer,
 @pytest.mark.parametrize(("options", "arch"), EXPORTABLE.values(), ids=EXPORTABLE.keys())
 def test_modern_options_export_to_the_matching_hf_model(
         tok: Tokenizer, tmp_path: Path, options: dict[str, Any], arch: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, random_model: Callable[..., GPT]) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM
 
-    model = _random_model(320, **options)
+    model = random_model(**options)
     with torch.no_grad():  # peaked logits: a mixed-up layout or rotation would show
         for p in model.parameters():
             if p.dim() == 2:
@@ -127,18 +122,19 @@ def test_modern_options_export_to_the_matching_hf_model(
     ({**LLAMA, "qk_norm": True, "bias": True}, "Qwen3ForCausalLM needs bias=false;"),
 ])
 def test_unexportable_mixes_are_refused_naming_the_options(
-        tok: Tokenizer, tmp_path: Path, options: dict[str, Any], blocking: str) -> None:
-    model = _random_model(320, **options)
+        tok: Tokenizer, tmp_path: Path, options: dict[str, Any], blocking: str,
+        random_model: Callable[..., GPT]) -> None:
+    model = random_model(**options)
     with pytest.raises(ExportRefused, match="cannot be exported") as err:
         export_hf(model, tok, tmp_path / "hf")
     assert blocking in str(err.value)
     assert not (tmp_path / "hf").exists()  # refused before writing anything
 
 
-def test_save_model_records_why_there_is_no_hf_folder(tok: Tokenizer, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]
-                                                      ) -> None:
-    model = _random_model(320, positions="rotary", mlp="relu2", tie_embeddings=False)
+def test_save_model_records_why_there_is_no_hf_folder(
+        tok: Tokenizer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        random_model: Callable[..., GPT]) -> None:
+    model = random_model(positions="rotary", mlp="relu2", tie_embeddings=False)
     folder = tmp_path / "model"
     (folder / "hf").mkdir(parents=True)  # a stale export of an earlier save
     save_model(model, tok, folder)
@@ -157,9 +153,9 @@ def test_save_model_records_why_there_is_no_hf_folder(tok: Tokenizer, tmp_path: 
     assert not (tmp_path / "out").exists()
 
 
-def test_config_json_without_the_new_options_loads_as_gpt2(tok: Tokenizer,
-                                                           tmp_path: Path) -> None:
-    model = _random_model(320)
+def test_config_json_without_the_new_options_loads_as_gpt2(
+        tok: Tokenizer, tmp_path: Path, random_model: Callable[..., GPT]) -> None:
+    model = random_model()
     save_model(model, tok, tmp_path / "model")
     file = tmp_path / "model" / "config.json"
     config = json.loads(file.read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,12 @@ from crawl2chat.cli import main
 from crawl2chat.errors import ConfigError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.generate import generate
-from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.gpt import GPT
 from crawl2chat.model.sampling import SamplingCfg
-from crawl2chat.tokenizer.train import train_bpe
-
-TEXTS = ["the cat sat on the mat. " * 20, "a dog ran in the park, then sat down. " * 20]
+from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 
-def _model(vocab: int) -> GPT:
-    torch.manual_seed(0)
-    net = GPT(GPTConfig(vocab_size=vocab, block_size=32, n_layer=2, n_head=2, n_embd=32))
+def _peaked(net: GPT) -> GPT:
     with torch.no_grad():  # larger weights than the init: peaked, prompt-dependent logits
         for p in net.parameters():
             p.mul_(3.0)
@@ -29,10 +26,10 @@ def _model(vocab: int) -> GPT:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok = train_bpe(TEXTS, vocab_size=300, min_frequency=1)
+def model_dir(tok: Tokenizer, tiny_gpt: Callable[..., GPT],
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
-    save_model(_model(320), tok, folder)
+    save_model(_peaked(tiny_gpt(320)), tok, folder)
     return folder
 
 
@@ -71,8 +68,8 @@ def test_top_p_outside_0_1_is_refused(model_dir: Path, value: str,
     assert "--top-p: must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_top_p_samples_only_inside_the_nucleus() -> None:
-    model = _model(64)
+def test_top_p_samples_only_inside_the_nucleus(tiny_gpt: Callable[..., GPT]) -> None:
+    model = _peaked(tiny_gpt(64))
     prompt = [1, 2, 3]
     with torch.no_grad():
         probs = torch.softmax(model(torch.tensor([prompt]))[0][0, -1], dim=-1)

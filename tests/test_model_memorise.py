@@ -12,14 +12,8 @@ from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.model.memorise import documents, longest_common_run, memorisation
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.tokenizer import Tokenizer
-from crawl2chat.tokenizer.train import train_bpe
 
 DOC_TOKENS = 24
-
-
-@pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return train_bpe(["the cat sat on the mat. " * 20], vocab_size=300, min_frequency=1)
 
 
 def _split(tok: Tokenizer, docs: list[list[int]], repeats: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,36 +16,21 @@ from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import load_model, save_model
 from crawl2chat.model.config import TrainCfg
 from crawl2chat.model.generate import generate, run_generate
-from crawl2chat.model.gpt import GPT, GPTConfig
+from crawl2chat.model.gpt import GPT
 from crawl2chat.model.lightning_trainer import grad_accum_for
 from crawl2chat.model.lit import lr_at
 from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import TokenWindows
 from crawl2chat.tokenizer.tokenizer import Tokenizer
-from crawl2chat.tokenizer.train import train_bpe
 
 VOCAB = 64
-TEXTS = ["the cat sat on the mat. " * 20, "a dog ran in the park, then sat down. " * 20,
-         "Zürich café: 3 € for a coffee! " * 10]
-
-
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return train_bpe(TEXTS, vocab_size=300, min_frequency=1)
-
-
-@pytest.fixture(scope="module")
-def memmap(tmp_path_factory: pytest.TempPathFactory) -> np.memmap:
-    """A periodic token stream: a model can learn it in a few steps."""
+def memmap(periodic_tokens: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> np.memmap:
+    """The periodic token stream as the tokens stage writes it: a memmap of a .bin file."""
     file = tmp_path_factory.mktemp("tokens") / "train.bin"
-    np.tile(np.arange(8, 40, dtype=np.uint16), 300).tofile(file)
+    periodic_tokens.tofile(file)
     return np.memmap(file, dtype=np.uint16, mode="r")
-
-
-def _model(vocab: int = VOCAB, block: int = 32) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=2, n_head=2, n_embd=32))
 
 
 def test_token_windows_random_are_seeded_and_strided_spread(memmap: np.memmap) -> None:
@@ -69,14 +55,15 @@ def test_token_windows_random_are_seeded_and_strided_spread(memmap: np.memmap) -
 
 
 def test_fit_lowers_the_loss_logs_to_the_active_mlflow_run_and_writes_nothing_else(
-        memmap: np.memmap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        memmap: np.memmap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tiny_gpt: Callable[..., GPT]) -> None:
     import mlflow
 
     cwd = tmp_path / "cwd"
     out = cwd / "out"
     out.mkdir(parents=True)
     monkeypatch.chdir(cwd)
-    model = _model()
+    model = tiny_gpt()
     # a made-up peak: a CPU has none in the table, and MFU is reported only with one
     cfg = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=5, max_steps=30, batch_size=8,
                    eval_every=10, eval_batches=2, log_every=5, progress_bar=False,
@@ -163,8 +150,9 @@ def test_tokens_per_step_sets_grad_accum_or_names_the_mismatch() -> None:
         TrainCfg(strategy="deepspeed")
 
 
-def test_save_load_round_trip_gives_identical_logits(tok: Tokenizer, tmp_path: Path) -> None:
-    model = _model(vocab=320)
+def test_save_load_round_trip_gives_identical_logits(
+        tok: Tokenizer, tmp_path: Path, tiny_gpt: Callable[..., GPT]) -> None:
+    model = tiny_gpt(vocab=320)
     save_model(model, tok, tmp_path, extra={"stage": "test", "val_loss": 1.5})
     loaded, tok2 = load_model(tmp_path)
     idx = torch.randint(0, 320, (2, 20))
@@ -180,10 +168,11 @@ def test_save_load_round_trip_gives_identical_logits(tok: Tokenizer, tmp_path: P
     assert "lm_head.weight" not in names and "transformer.wte.weight" in names
 
 
-def test_load_model_names_what_is_wrong(tok: Tokenizer, tmp_path: Path) -> None:
+def test_load_model_names_what_is_wrong(
+        tok: Tokenizer, tmp_path: Path, tiny_gpt: Callable[..., GPT]) -> None:
     with pytest.raises(InputError, match=r"config\.json is missing"):
         load_model(tmp_path)
-    save_model(_model(vocab=320), tok, tmp_path)
+    save_model(tiny_gpt(vocab=320), tok, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(config | {"n_layer": 3}))
     with pytest.raises(InputError, match="does not match"):
@@ -193,8 +182,9 @@ def test_load_model_names_what_is_wrong(tok: Tokenizer, tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
-def test_generate_is_repeatable_with_a_seed_and_crops_its_context() -> None:
-    model = _model(block=16)
+def test_generate_is_repeatable_with_a_seed_and_crops_its_context(
+        tiny_gpt: Callable[..., GPT]) -> None:
+    model = tiny_gpt(block=16)
     run = lambda seed: list(generate(model, [1, 2, 3], 40, SamplingCfg(temperature=1.0), seed=seed))  # noqa: E731
     first = run(7)
     assert len(first) == 40  # longer than block_size: the context is cropped, not refused
@@ -207,8 +197,8 @@ def test_generate_is_repeatable_with_a_seed_and_crops_its_context() -> None:
     assert model.training  # generate restores the mode it found
 
 
-def test_generate_stops_at_a_stop_id_without_yielding_it() -> None:
-    model = _model()
+def test_generate_stops_at_a_stop_id_without_yielding_it(tiny_gpt: Callable[..., GPT]) -> None:
+    model = tiny_gpt()
     greedy = list(generate(model, [5, 6], 20, SamplingCfg(temperature=0)))
     stop = greedy[3]
     stopped = list(generate(model, [5, 6], 20, SamplingCfg(temperature=0), stop_ids={stop}))
@@ -218,8 +208,9 @@ def test_generate_stops_at_a_stop_id_without_yielding_it() -> None:
 
 
 def test_run_generate_prints_prompt_and_a_repeatable_continuation(
-        tok: Tokenizer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    save_model(_model(vocab=320), tok, tmp_path)
+        tok: Tokenizer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        tiny_gpt: Callable[..., GPT]) -> None:
+    save_model(tiny_gpt(vocab=320), tok, tmp_path)
     outputs = []
     for _ in range(2):
         assert run_generate(tmp_path, "the cat", 12, SamplingCfg(temperature=1.0, top_k=20),

@@ -30,11 +30,6 @@ class Killed(Exception):
     """Stands in for the process dying mid-run."""
 
 
-@pytest.fixture(scope="module")
-def tokens() -> np.ndarray:
-    return np.tile(np.arange(8, 40, dtype=np.uint16), 200)
-
-
 def _fit(tokens: np.ndarray, out: Path, sample_fn=None, ckpt: Path | None = None,
          **changes: object) -> dict:
     torch.manual_seed(0)
@@ -53,7 +48,7 @@ def _rows(file: Path) -> list[dict]:
 
 
 def test_step_lines_samples_and_files_appear_as_the_run_goes(
-        tokens: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        periodic_tokens: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
     seen: list[tuple[list[int], list[str]]] = []
 
@@ -64,7 +59,7 @@ def test_step_lines_samples_and_files_appear_as_the_run_goes(
         return [f"sample at {steps[-1]}\nsecond line"]
 
     with caplog.at_level(logging.INFO, logger="crawl2chat"):
-        metrics = _fit(tokens, out, sample_fn)
+        metrics = _fit(periodic_tokens, out, sample_fn)
     # the files as they were at the validations of steps 6 and 12
     assert seen[0][0] == [3, 6, 6] and seen[1][0] == [3, 6, 6, 9, 12, 12]
     assert seen[0][1][-1] == "generating:"  # printed before the samples are taken
@@ -93,17 +88,17 @@ def test_step_lines_samples_and_files_appear_as_the_run_goes(
 
 
 def test_a_killed_run_keeps_its_log_and_its_resume_writes_each_row_once(
-        tokens: np.ndarray, tmp_path: Path) -> None:
+        periodic_tokens: np.ndarray, tmp_path: Path) -> None:
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
 
     def die(model: GPT) -> list[str]:
         raise Killed  # at step 6, after the checkpoint of step 4
 
     with pytest.raises(Killed):
-        _fit(tokens, out, die, ckpt, checkpoint_every=4, log_every=1)
+        _fit(periodic_tokens, out, die, ckpt, checkpoint_every=4, log_every=1)
     # what the run logged before it died is there, the validation of step 6 included
     assert [r["step"] for r in _rows(out / "train_log.jsonl")] == [1, 2, 3, 4, 5, 6, 6]
-    _fit(tokens, out, lambda m: ["s"], ckpt, checkpoint_every=4, log_every=1)
+    _fit(periodic_tokens, out, lambda m: ["s"], ckpt, checkpoint_every=4, log_every=1)
     rows = _rows(out / "train_log.jsonl")
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 13))
     assert [r["step"] for r in rows if "val_loss" in r] == [6, 12]

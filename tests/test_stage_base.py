@@ -1,10 +1,9 @@
-"""Stage ``base`` on a tiny tokens folder built here, its quality gate, and its presets."""
+"""Stage ``base`` on the shared tiny tokens folder, its quality gate, and its presets."""
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -12,64 +11,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import stage_cfg
 from safetensors.torch import load_file, save_file
 
 from crawl2chat import config
 from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.model.checkpoint import load_model
-from crawl2chat.model.config import TrainCfg
-from crawl2chat.model.gpt import GPT, GPTConfig, ModelCfg, padded_vocab
+from crawl2chat.model.gpt import GPT, GPTConfig, padded_vocab
 from crawl2chat.model.lightning_trainer import grad_accum_for
 from crawl2chat.quality import gate
 from crawl2chat.stages import base
 from crawl2chat.stages.base import Cfg, run, unigram_entropy
-from crawl2chat.tokenizer.shards import open_split, write_shards
-from crawl2chat.tokenizer.train import train_bpe
+from crawl2chat.tokenizer.shards import open_split
 
 REPO = Path(__file__).resolve().parents[1]
-ANIMALS = ["cat", "dog", "bird", "horse", "fox"]
-PLACES = ["mat", "roof", "garden", "barn", "hill"]
+TINY = ("base.model.n_embd=32", "base.model.block_size=32", "base.train.lr=0.01",
+        "base.train.min_lr=0.001", "base.train.warmup_steps=3", "base.train.max_steps=20",
+        "base.train.eval_every=10", "base.train.log_every=5", "base.train.deterministic=true",
+        "base.train.checkpoint_every=0", "base.train.progress_bar=false",
+        "base.prompts=['The cat','A']", "base.sample_tokens=12")
+"""The smoke run shrunk to the tiny run of these tests."""
 
 
-def _documents(n: int) -> list[str]:
-    rng = random.Random(0)
-    return [" ".join(f"The {rng.choice(ANIMALS)} sat on the {rng.choice(PLACES)}."
-                     for _ in range(rng.randint(20, 40))) for _ in range(n)]
-
-
-def _cfg(model: dict[str, object] | None = None, **changes: object) -> Cfg:
-    """The tiny run of these tests; ``model`` changes fields of its ModelCfg."""
-    train = TrainCfg(lr=1e-2, min_lr=1e-3, warmup_steps=3, max_steps=20, batch_size=8,
-                     eval_every=10, eval_batches=2, log_every=5, deterministic=True,
-                     checkpoint_every=0, progress_bar=False)
-    shape = ModelCfg(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32,
-                        **(model or {})})
-    return Cfg(**{"model": shape, "train": train, "prompts": ["The cat", "A"],
-                  "sample_tokens": 12, **changes})
+def _cfg(*overrides: str) -> Cfg:
+    return stage_cfg("base", *TINY, *overrides)
 
 
 @pytest.fixture(scope="module")
-def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tokens")
-    docs = _documents(40)
-    tok = train_bpe(docs, vocab_size=300, min_frequency=2)
-    tok.save(folder / "tokenizer")
-    write_shards(tok, [(docs, [i % 8 == 0 for i in range(len(docs))])], folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def stage(tokens: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def stage(tokens_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("base")
-    return out, run(_cfg(), tokens, out)
+    return out, run(_cfg(), tokens_folder, out)
 
 
 def test_metrics_name_the_work_and_the_baselines(stage: tuple[Path, dict],
-                                                 tokens: Path) -> None:
+                                                 tokens_folder: Path) -> None:
     out, m = stage
     assert m["records"] == 20 * 8 and m["tokens"] == 20 * 8 * 32 and m["steps"] == 20
-    vocab = json.loads((tokens / "meta.json").read_text())["vocab_size"]
-    train = open_split(tokens, "train")
+    vocab = json.loads((tokens_folder / "meta.json").read_text())["vocab_size"]
+    train = open_split(tokens_folder, "train")
     counts = np.bincount(train, minlength=vocab)
     p = counts[counts > 0] / counts.sum()
     assert m["unigram_entropy"] == pytest.approx(float(-(p * np.log(p)).sum()))
@@ -99,15 +78,16 @@ def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict])
 
 
 def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
-        stage: tuple[Path, dict], tokens: Path, tmp_path: Path,
+        stage: tuple[Path, dict], tokens_folder: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     _, uninterrupted = stage
     cfg = _cfg()
     cfg.train.checkpoint_every = 5  # not part of the digest: same folder, same training
-    checkpoints = base.checkpoint_dir(cfg, tokens, tmp_path / "killed")
+    checkpoints = base.checkpoint_dir(cfg, tokens_folder, tmp_path / "killed")
     assert checkpoints.parent == tmp_path and checkpoints.name.startswith("base.tmp-ckpt-")
-    assert checkpoints == base.checkpoint_dir(_cfg(), tokens, tmp_path / "rerun")
-    assert checkpoints != base.checkpoint_dir(_cfg({"dropout": 0.1}), tokens, tmp_path / "rerun")
+    assert checkpoints == base.checkpoint_dir(_cfg(), tokens_folder, tmp_path / "rerun")
+    assert checkpoints != base.checkpoint_dir(_cfg("base.model.dropout=0.1"), tokens_folder,
+                                              tmp_path / "rerun")
 
     class Killed(Exception):
         """Stands in for the process dying: in the samples of step 10, after its checkpoint."""
@@ -119,11 +99,11 @@ def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
     with monkeypatch.context() as patch:
         patch.setattr(base, "sample", killed)
         with pytest.raises(Killed):
-            run(cfg, tokens, tmp_path / "killed")
+            run(cfg, tokens_folder, tmp_path / "killed")
     assert [p.name for p in checkpoints.iterdir()] == ["last.ckpt"]
     out = tmp_path / "rerun"
     out.mkdir()
-    m = run(cfg, tokens, out)
+    m = run(cfg, tokens_folder, out)
     assert m["resumed_from_step"] == 10 and m["steps"] == 20
     assert m["val_loss"] == uninterrupted["val_loss"]  # exactly where it would have been
     assert "resumed from the checkpoint of step 10" in (out / "report.md").read_text()
@@ -132,7 +112,7 @@ def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
 
 def test_gate_passes_on_good_output(stage: tuple[Path, dict]) -> None:
     out, _ = stage
-    assert len(gate("base", out, _cfg(require_beats_unigram=True))) > 20
+    assert len(gate("base", out, _cfg("base.require_beats_unigram=true"))) > 20
 
 
 def _nan_weight(folder: Path) -> None:
@@ -164,30 +144,30 @@ def _lose_a_sample(folder: Path) -> None:
     (folder / "samples.json").write_text(json.dumps(samples[:1]))
 
 
-@pytest.mark.parametrize(("damage", "cfg_changes", "expected"), [
-    (_nan_weight, {}, "finite"),
-    (_drop_tensor, {}, "row_count"),
-    (_worse_than_unigram, {"require_beats_unigram": True}, "unigram_entropy"),
-    (_infinite_loss, {}, "finite"),
-    (_lose_a_sample, {}, "samples"),
-    (lambda folder: (folder / "loss_curve.png").unlink(), {}, "bytes"),
-    (lambda folder: None, {"model": {"n_layer": 3}}, "n_layer"),
+@pytest.mark.parametrize(("damage", "overrides", "expected"), [
+    (_nan_weight, (), "finite"),
+    (_drop_tensor, (), "row_count"),
+    (_worse_than_unigram, ("base.require_beats_unigram=true",), "unigram_entropy"),
+    (_infinite_loss, (), "finite"),
+    (_lose_a_sample, (), "samples"),
+    (lambda folder: (folder / "loss_curve.png").unlink(), (), "bytes"),
+    (lambda folder: None, ("base.model.n_layer=3",), "n_layer"),
 ])
 def test_gate_fails_on_broken_output(stage: tuple[Path, dict], tmp_path: Path,
-                                     damage, cfg_changes: dict, expected: str) -> None:
+                                     damage, overrides: tuple[str, ...], expected: str) -> None:
     out, _ = stage
     broken = tmp_path / "base"
     shutil.copytree(out, broken)
     damage(broken)
     with pytest.raises(GateFailed, match=expected):
-        gate("base", broken, _cfg(**cfg_changes))
+        gate("base", broken, _cfg(*overrides))
 
 
-def test_bad_input_and_shape_name_the_problem(tokens: Path, tmp_path: Path) -> None:
+def test_bad_input_and_shape_name_the_problem(tokens_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"val\.bin.*base\.model\.block_size"):
-        run(_cfg({"block_size": 4096}), tokens, tmp_path)
+        run(_cfg("base.model.block_size=4096"), tokens_folder, tmp_path)
     with pytest.raises(ConfigError, match=r"base\.model: n_embd \(32\).*n_head \(3\)"):
-        run(_cfg({"n_head": 3}), tokens, tmp_path)
+        run(_cfg("base.model.n_head=3"), tokens_folder, tmp_path)
     with pytest.raises(InputError, match=r"meta\.json"):
         run(_cfg(), tmp_path, tmp_path / "out")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import stage_cfg
 
 from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.quality import tokens as quality_tokens
@@ -53,7 +54,9 @@ def _write_documents(folder: Path, cfg: Cfg, n: int = 60) -> list[tuple[str, str
     return list(zip(ids, texts, strict=True))
 
 
-CFG = Cfg(vocab_size=320, val_fraction=0.2, seed=3)
+# conf/'s smoke run, with a small vocabulary and a larger val share for 60 documents
+CFG: Cfg = stage_cfg("tokens", "tokens.vocab_size=320", "tokens.val_fraction=0.2",
+                     "tokens.seed=3")
 
 
 @pytest.fixture(scope="module")
