@@ -70,7 +70,7 @@ def device_peak_flops(device: torch.device) -> float | None:
 
 
 @functools.cache
-def probe_cpu_peak_flops(size: int = 512, seconds: float = 0.2) -> float:
+def probe_cpu_peak_flops(size: int = 1024, seconds: float = 0.5) -> float:
     """fp32 matmul FLOP/s this process reaches on the CPU: the best of repeated
     ``size`` x ``size`` products over about ``seconds``; measured once, then cached.
     Its own generator: the probe leaves the global RNG (weights, dropout) untouched."""
