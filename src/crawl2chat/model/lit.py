@@ -141,6 +141,11 @@ class LitGPT(L.LightningModule):
                "lr": lr_at(step, self.cfg),  # the schedule's, whichever groups scale it
                "grad_norm": float(self._grad_norm) if self._grad_norm is not None else math.nan,
                "tokens_per_s": rate}
+        if (self.meter.peak_source == "probed" and self.meter.peak_flops
+                and rate * self.meter.flops_per_token > self.meter.peak_flops):
+            # the probe ran while the machine was busier than now: a CPU's peak is the
+            # best rate this process has seen, so MFU never reads above 100%
+            self.meter.peak_flops = rate * self.meter.flops_per_token
         utilisation = mfu(rate, self.meter.flops_per_token, self.meter.peak_flops)
         if utilisation is not None:
             row["mfu"] = utilisation
