@@ -73,7 +73,9 @@ def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
     counts = json.loads((out / text.COUNTS).read_text())
     kept = set(pd.read_parquet(out / text.DOCUMENTS, columns=["doc_id"])["doc_id"])
     return {"kept": kept, "dropped": {r["name"]: r["docs_in"] - r["docs_out"]
-                                      for r in counts["steps"] if r["name"] in STEPS}}
+                                      for r in counts["steps"] if r["name"] in STEPS},
+            "steps_s": {r["name"]: round(r["seconds"], 2) for r in counts["steps"]
+                        if r["name"] in STEPS}}
 
 
 def _reader(crawl_dir: str):
@@ -171,8 +173,10 @@ def datatrove(crawl_dir: Path, work: Path, tasks: int) -> dict[str, Any]:
                 JsonlWriter(str(work / "kept"), compression=None)]
     LocalPipelineExecutor(pipeline, tasks=tasks, workers=tasks, logging_dir=str(work / "logs"),
                           skip_completed=False).run()
-    stats = {s["name"].split(": ", 1)[-1]: s.get("stats", {})
-             for s in json.loads((work / "logs" / "stats.json").read_text())}
+    blocks = json.loads((work / "logs" / "stats.json").read_text())
+    stats = {s["name"].split(": ", 1)[-1]: s.get("stats", {}) for s in blocks}
+    steps_s = {s["name"].split(": ", 1)[-1]: round(s.get("time_stats", {}).get("total", 0.0), 2)
+               for s in blocks}
     kept = {json.loads(line)["id"] for f in (work / "kept").glob("*.jsonl")
             for line in f.read_text().splitlines()}
     dropped = {name: int(s.get("dropped", 0)) for name, s in stats.items() if name in STEPS}
@@ -180,7 +184,7 @@ def datatrove(crawl_dir: Path, work: Path, tasks: int) -> dict[str, Any]:
     dropped["extract"] = sum(int(stats.get(n, {}).get(k, 0)) for n, k in (
         ("size", "dropped"), ("min_chars", "dropped"), ("extract", "dropped"),
         ("extract", "timeout"), ("extract", "broken_process")))
-    return {"kept": kept, "dropped": dropped}
+    return {"kept": kept, "dropped": dropped, "steps_s": steps_s}
 
 
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -230,6 +234,9 @@ def main() -> None:
             name: round(pages / spread(t)["median"] / int(name[-1]), 2)
             for name, t in times.items()},
         "speed": speed,
+        # seconds inside each step, summed over workers (last round; the rest of the wall
+        # time is reading, writing, the executor and, for ours, Prefect and the report)
+        "steps_s": {name: last[name]["steps_s"] for name in ("ours_1", "datatrove_1")},
         "ours_2_vs_1_speedup": ratio(times["ours_1"], times["ours_2"]),
     }, indent=2))
 
