@@ -11,7 +11,8 @@ LambdaFilters calling our code (datatrove's URLFilter and LanguageFilter need pa
 this project does not install). MinHash, the language mix and PII are left out of the
 comparison (datatrove runs MinHash as four separate stages).
 
-Method: ours with 1 and 2 workers, datatrove with 1 and 2 tasks, interleaved in rounds
+Method: ours with 1 worker (in this process, as datatrove runs one task) and 2 worker
+processes, datatrove with 1 and 2 tasks, interleaved in rounds
 whose order rotates; one untimed warm-up round for every run alike (it starts Prefect's
 API for ours, loads spaCy and the models for both), then ``--repeats`` timed rounds,
 reported as min/median/max. Agreement: the Jaccard index of the kept page sets and the
@@ -66,8 +67,10 @@ def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
     """One run of our stage; its kept page ids and per-step drops."""
     import pandas as pd
 
-    cfg = build(text.Cfg, {**SETTINGS, "runner": {"kind": "processes", "workers": workers}},
-                "text")
+    # one worker runs in this process (warm after the first round), as datatrove's
+    # executor runs a single task; two run in fresh processes on both sides
+    kind = "threads" if workers == 1 else "processes"
+    cfg = build(text.Cfg, {**SETTINGS, "runner": {"kind": kind, "workers": workers}}, "text")
     out.mkdir(parents=True)
     text.run(cfg, crawl_dir, out)
     counts = json.loads((out / text.COUNTS).read_text())
