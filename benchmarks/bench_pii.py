@@ -6,19 +6,21 @@ then redacts every document one by one, as the stage does, with: the e-mail/IP/p
 patterns only (the redactor before names and addresses: the baseline), + addresses,
 + names (the default), and the default with the NER reading whole texts instead of
 the hint windows (the patched-in ablation shows what the windows save and that they
-find the same names). The variants are interleaved, best of ``--repeats``. Importing
-spaCy and loading the NER model, paid once per process, is timed in a fresh process.
-``--stage`` also times the whole text stage (demo preset) with patterns only and with
-the defaults, each run in a fresh process (so the default pays that load, as a real run
-does), interleaved, best of ``--repeats``. Prints JSON.
+find the same names). The variants run in rounds whose order rotates, after an
+untimed warm-up round; each is reported as min/median/max over ``--repeats`` rounds.
+Importing spaCy and loading the NER model, paid once per process, is timed in a fresh
+process. ``--stage`` also times the whole text stage (demo preset) with patterns only
+and with the defaults, each run in a fresh process (so the default pays that load, as a
+real run does), in rotating rounds. Prints JSON with the machine it ran on.
 
-    .venv/bin/python benchmarks/bench_pii.py [--docs PATH] [--repeats 2] [--stage]
+    .venv/bin/python benchmarks/bench_pii.py [--docs PATH] [--repeats 3] [--stage]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _machine import machine, rounds, spread
 
 from crawl2chat import config
 from crawl2chat.text import pii_names
@@ -71,6 +74,16 @@ def _whole_text_windows(text: str, min_words: int, chunk_chars: int,
     return list(pii_names._cut(text, 0, len(text), chunk_chars))
 
 
+def _whole_texts(redactor: PiiRedactor, docs: pd.DataFrame) -> Counter[str]:
+    """The default redactor with the NER reading whole texts (the ablation, this run only)."""
+    windows = pii_names.windows
+    pii_names.windows = _whole_text_windows
+    try:
+        return _redact_all(redactor, docs)[1]
+    finally:
+        pii_names.windows = windows
+
+
 def _fresh(work: Path, what: str) -> float:
     """Seconds of one timing (a stage run, or the model load) in a new Python process."""
     out = subprocess.run([sys.executable, __file__, "--time", what, "--work", str(work)],
@@ -91,7 +104,7 @@ def main() -> None:
     parser.add_argument("--time", help=argparse.SUPPRESS)  # one timing, in a child process
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--docs", type=Path, help="documents.parquet of a run without pii")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs; the best counts")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds")
     parser.add_argument("--stage", action="store_true", help="also time the whole text stage")
     args = parser.parse_args()
     if args.time:
@@ -101,42 +114,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         docs = pd.read_parquet(args.docs or _demo_text(work, None)[0], columns=["text", "lang"])
-        stage = dict.fromkeys(("patterns (baseline)", "all (default)"), float("inf"))
-        for _ in range(args.repeats if args.stage else 0):
-            for name in stage:
-                stage[name] = min(stage[name], _fresh(work, name))
+        stage_names = ("patterns (baseline)", "all (default)")
+        # each child reports the stage's own seconds (its start-up left out)
+        _, stage = rounds({name: (lambda n=name: _fresh(work, n)) for name in stage_names},
+                          args.repeats, warmup=False) if args.stage else ({}, {})
         default = PiiRedactor()
         load_s = _fresh(work, "load")
         pii_names.model(default.ner_model)
         variants = {"patterns (baseline)": PiiRedactor(**PATTERNS),
                     "patterns + addresses": PiiRedactor(persons=False),
-                    "all (default)": default, "all, NER on whole texts": default}
-        best = dict.fromkeys(variants, float("inf"))
-        counts: dict[str, Counter[str]] = {}
-        for _ in range(args.repeats):
-            for name, redactor in variants.items():
-                windows = pii_names.windows
-                if name.endswith("whole texts"):
-                    pii_names.windows = _whole_text_windows  # the ablation, this run only
-                try:
-                    seconds, counts[name] = _redact_all(redactor, docs)
-                finally:
-                    pii_names.windows = windows
-                best[name] = min(best[name], seconds)
+                    "all (default)": default}
+        cases = {name: (lambda r=redactor: _redact_all(r, docs)[1])
+                 for name, redactor in variants.items()}
+        cases["all, NER on whole texts"] = lambda: _whole_texts(default, docs)
+        times, counts = rounds(cases, args.repeats)
         english = docs[docs["lang"].isin(default.person_languages)]["text"]
         read = sum(b - a for t in english for a, b in pii_names.windows(t, 2, 10_000))
-        base = best["patterns (baseline)"]
+        base = statistics.median(times["patterns (baseline)"])
         result: dict[str, Any] = {
+            "machine": machine(),
             "docs": len(docs), "chars": int(docs["text"].str.len().sum()),
             "ner_model": default.ner_model, "spacy_import_and_model_load_s": round(load_s, 2),
             "ner_share_of_english_text_read": round(read / max(1, english.str.len().sum()), 3),
-            "variants": {name: {"s": round(best[name], 3),
-                                "ms_per_doc": round(1000 * best[name] / len(docs), 2),
-                                "x_baseline": round(best[name] / base, 2),
-                                "replaced": dict(counts[name])} for name in variants},
+            "variants": {name: {"s": spread(t),
+                                "ms_per_doc": spread([1000 * s / len(docs) for s in t], 2),
+                                "x_baseline_of_medians": round(statistics.median(t) / base, 2),
+                                "replaced": dict(counts[name][-1])}
+                         for name, t in times.items()},
         }
         if args.stage:
-            result["stage_s"] = {name: round(v, 2) for name, v in stage.items()}
+            result["stage_s"] = {name: spread(v, 2) for name, v in stage.items()}
     print(json.dumps(result, indent=1))
 
 

@@ -1,19 +1,25 @@
-"""Text stage throughput on the bundled sample: ours with 1 and 2 workers, and datatrove's
-LocalPipelineExecutor running the same FineWeb steps with 1 and 2 tasks, in one run.
+"""Text stage vs datatrove on the bundled sample: the same pages, the same decisions?, speed.
 
-Prints JSON: per run the wall time, documents/s per core, MB/s of HTML, pages kept, and
-per-step seconds; then the two target ratios (ours vs datatrove at 1 worker, ours 2 vs 1
-workers). Both sides use the published FineWeb/Gopher/C4 defaults and English only.
+Both sides run the FineWeb steps on the same crawl: URL filter -> size limit -> HTML
+decoding + trafilatura main text (one function, :func:`crawl2chat.text.extract.main_text`,
+called by our ``extract`` step and, on datatrove's side, by a datatrove extractor
+running in datatrove's own sandbox process) -> the 300-character minimum -> fastText
+lid.176 (English, >= 0.65) -> Gopher repetition -> Gopher quality -> C4 (no terminal
+punctuation rule) -> FineWeb. The quality filters on datatrove's side are datatrove's
+own classes with their defaults; the URL, size, length and language steps are
+LambdaFilters calling our code (datatrove's URLFilter and LanguageFilter need packages
+this project does not install). MinHash, the language mix and PII are left out of the
+comparison (datatrove runs MinHash as four separate stages).
 
-Compared part: URL filter -> decoding + trafilatura -> fastText lid.176 -> Gopher
-repetition -> Gopher quality -> C4 -> FineWeb. MinHash is left out of the comparison
-(datatrove runs it as four separate stages); our full stage (dedup, language mix, PII
-included) is timed too, for the 1 -> 2 worker scaling. datatrove's URLFilter and
-LanguageFilter need packages this project does not install (pyahocorasick, fasteners,
-fasttext), so on its side those two steps are LambdaFilters calling the same blocklist
-and the same fastText model file; extraction and the quality filters are datatrove's own.
+Method: ours with 1 worker (in this process, as datatrove runs one task) and 2 worker
+processes, datatrove with 1 and 2 tasks, interleaved in rounds
+whose order rotates; one untimed warm-up round for every run alike (it starts Prefect's
+API for ours, loads spaCy and the models for both), then ``--repeats`` timed rounds,
+reported as min/median/max. Agreement: the Jaccard index of the kept page sets and the
+pages each step drops on each side. A speed ratio is printed only when the kept sets
+agree (Jaccard >= 0.99); otherwise the sides do different work and it says so.
 
-    python benchmarks/bench_text.py [--records N]
+    python benchmarks/bench_text.py [--records N] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +37,17 @@ from crawl2chat import runtime
 
 runtime.configure()
 
+from _machine import machine, ratio, rounds, spread  # noqa: E402
+
 from crawl2chat.config import build  # noqa: E402
 from crawl2chat.crawl.warc import iter_responses  # noqa: E402
 from crawl2chat.stages import crawl, text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARED_SKIP = ["dedup", "mix", "pii"]
+MIN_AGREEMENT = 0.99
+STEPS = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb")
+SETTINGS = {"languages": {"en": 1.0}, "skip_steps": COMPARED_SKIP}
 
 
 def crawl_sample(out: Path, records: int | None) -> tuple[Path, int, int]:
@@ -53,24 +63,22 @@ def crawl_sample(out: Path, records: int | None) -> tuple[Path, int, int]:
     return out, len(index), html
 
 
-def _rates(seconds: float, pages: int, html: int, cores: int) -> dict[str, float]:
-    return {"wall_s": round(seconds, 2), "docs_per_s_per_core": round(pages / seconds / cores, 2),
-            "mb_per_s": round(html / seconds / 1e6, 3)}
+def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
+    """One run of our stage; its kept page ids and per-step drops."""
+    import pandas as pd
 
-
-def ours(crawl_dir: Path, work: Path, workers: int, skip: list[str], pages: int,
-         html: int) -> dict[str, Any]:
-    out = work / f"ours-{workers}-{len(skip)}"
-    out.mkdir()
-    cfg = build(text.Cfg, {"languages": {"en": 1.0}, "skip_steps": skip,
-                           "runner": {"kind": "processes", "workers": workers}}, "text")
-    start = time.perf_counter()
+    # one worker runs in this process (warm after the first round), as datatrove's
+    # executor runs a single task; two run in fresh processes on both sides
+    kind = "threads" if workers == 1 else "processes"
+    cfg = build(text.Cfg, {**SETTINGS, "runner": {"kind": kind, "workers": workers}}, "text")
+    out.mkdir(parents=True)
     text.run(cfg, crawl_dir, out)
-    seconds = time.perf_counter() - start
     counts = json.loads((out / text.COUNTS).read_text())
-    return {**_rates(seconds, pages, html, workers), "workers": workers, "kept": counts["kept"],
-            "steps_s": {r["name"]: round(r["seconds"], 2) for r in counts["steps"]},
-            "steps_ms_per_doc": {r["name"]: round(r["ms_per_doc"], 2) for r in counts["steps"]}}
+    kept = set(pd.read_parquet(out / text.DOCUMENTS, columns=["doc_id"])["doc_id"])
+    return {"kept": kept, "dropped": {r["name"]: r["docs_in"] - r["docs_out"]
+                                      for r in counts["steps"] if r["name"] in STEPS},
+            "steps_s": {r["name"]: round(r["seconds"], 2) for r in counts["steps"]
+                        if r["name"] in STEPS}}
 
 
 def _reader(crawl_dir: str):
@@ -87,9 +95,16 @@ def _reader(crawl_dir: str):
                 number += 1
                 if number % world_size != rank:
                     continue
-                page, _ = decode_html(r.payload, r.header("Content-Type"))
-                yield Document(text=page or "", id=r.record_id, metadata={"url": r.url})
+                # the size limit is checked before decoding, as our extract step does
+                page, _ = decode_html(r.payload, r.header("Content-Type")) if (
+                    len(r.payload) <= SIZE_LIMIT) else ("", "")
+                yield Document(text=page or "", id=r.record_id.strip("<>"),
+                               metadata={"url": r.url, "html_bytes": len(r.payload)})
     return read
+
+
+SIZE_LIMIT = text.Cfg().max_html_bytes
+MIN_CHARS = text.Cfg().min_chars
 
 
 def _url_keep(hosts: set[str]):
@@ -100,17 +115,29 @@ def _url_keep(hosts: set[str]):
 
 
 def _lang_keep(doc: Any) -> bool:
-    from crawl2chat.text.langid import language_model
+    from crawl2chat.text.langid import Language
+    from crawl2chat.text.steps import Doc
 
-    lang, score = language_model().predict(doc.text)
-    doc.metadata.update(language=lang, language_score=score)
-    return lang == "en" and score >= 0.65
+    ours_doc = Doc(doc.id, doc.metadata["url"], "", text=doc.text)
+    keep = Language({"en": text.Cfg().min_lang_score})(ours_doc) is None
+    doc.metadata.update(language=ours_doc.lang, language_score=ours_doc.lang_score)
+    return keep
 
 
-def datatrove(crawl_dir: Path, work: Path, tasks: int, pages: int, html: int) -> dict[str, Any]:
+def _named(step: Any, name: str) -> Any:
+    """A datatrove step under our step's name (its stats are keyed by the name)."""
+    from datatrove.utils.stats import Stats
+
+    step.name = name
+    step.stats = Stats(str(step))
+    return step
+
+
+def datatrove(crawl_dir: Path, work: Path, tasks: int) -> dict[str, Any]:
+    """One run of datatrove's executor; its kept page ids and per-step drops."""
     import pandas as pd
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.extractors.base import BaseExtractor
     from datatrove.pipeline.filters import (
         C4QualityFilter,
         FineWebQualityFilter,
@@ -118,54 +145,102 @@ def datatrove(crawl_dir: Path, work: Path, tasks: int, pages: int, html: int) ->
         GopherRepetitionFilter,
         LambdaFilter,
     )
+    from datatrove.pipeline.writers import JsonlWriter
+
+    class MainText(BaseExtractor):
+        """datatrove's extractor machinery around the same trafilatura call as ours."""
+
+        name = "extract"
+
+        def __init__(self, timeout: float) -> None:
+            super().__init__(timeout)
+
+        def extract(self, html: str) -> str:
+            from crawl2chat.text.extract import main_text
+
+            return main_text(html)
 
     urls = pd.read_parquet(crawl_dir / crawl.INDEX)["url"]
     hosts = set(urls.str.extract(r"^https?://([^/:]+)", expand=False).dropna())
-    logs = work / f"datatrove-{tasks}"
-    pipeline = [_reader(str(crawl_dir)), LambdaFilter(_url_keep(hosts)),
-                Trafilatura(favour_precision=True, timeout=30.0),
-                LambdaFilter(_lang_keep), GopherRepetitionFilter(), GopherQualityFilter(),
-                C4QualityFilter(filter_no_terminal_punct=False), FineWebQualityFilter()]
-    executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=tasks,
-                                     logging_dir=str(logs), skip_completed=False)
-    start = time.perf_counter()
-    executor.run()
-    seconds = time.perf_counter() - start
-    stats = json.loads((logs / "stats.json").read_text())
-    steps = {s["name"]: s for s in stats}
-    last = stats[-1].get("stats", {})
-    return {**_rates(seconds, pages, html, tasks), "tasks": tasks,
-            "kept": int(last.get("forwarded", 0)),
-            "steps_s": {name: round(s.get("time_stats", {}).get("total", 0.0), 2)
-                        for name, s in steps.items()}}
+    work.mkdir(parents=True)
+    pipeline = [_reader(str(crawl_dir)), _named(LambdaFilter(_url_keep(hosts)), "url"),
+                _named(LambdaFilter(lambda d: d.metadata["html_bytes"] <= SIZE_LIMIT),
+                       "size"),
+                MainText(timeout=30.0),
+                _named(LambdaFilter(lambda d: len(d.text) >= MIN_CHARS), "min_chars"),
+                _named(LambdaFilter(_lang_keep), "lang"),
+                _named(GopherRepetitionFilter(), "gopher_rep"),
+                _named(GopherQualityFilter(), "gopher_quality"),
+                _named(C4QualityFilter(filter_no_terminal_punct=False), "c4"),
+                _named(FineWebQualityFilter(), "fineweb"),
+                JsonlWriter(str(work / "kept"), compression=None)]
+    LocalPipelineExecutor(pipeline, tasks=tasks, workers=tasks, logging_dir=str(work / "logs"),
+                          skip_completed=False).run()
+    blocks = json.loads((work / "logs" / "stats.json").read_text())
+    stats = {s["name"].split(": ", 1)[-1]: s.get("stats", {}) for s in blocks}
+    steps_s = {s["name"].split(": ", 1)[-1]: round(s.get("time_stats", {}).get("total", 0.0), 2)
+               for s in blocks}
+    kept = {json.loads(line)["id"] for f in (work / "kept").glob("*.jsonl")
+            for line in f.read_text().splitlines()}
+    dropped = {name: int(s.get("dropped", 0)) for name, s in stats.items() if name in STEPS}
+    # our extract step drops for size, emptiness and length; datatrove's three steps do
+    dropped["extract"] = sum(int(stats.get(n, {}).get(k, 0)) for n, k in (
+        ("size", "dropped"), ("min_chars", "dropped"), ("extract", "dropped"),
+        ("extract", "timeout"), ("extract", "broken_process")))
+    return {"kept": kept, "dropped": dropped, "steps_s": steps_s}
+
+
+def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Kept-set Jaccard index and per-step drops of two runs."""
+    union = a["kept"] | b["kept"]
+    jaccard = len(a["kept"] & b["kept"]) / len(union) if union else 1.0
+    return {"kept": [len(a["kept"]), len(b["kept"])], "jaccard": round(jaccard, 4),
+            "dropped_per_step": {s: [a["dropped"].get(s, 0), b["dropped"].get(s, 0)]
+                                 for s in STEPS}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=None, help="first N pages only")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-text-") as tmp:
         work = Path(tmp)
         crawl_dir, pages, html = crawl_sample(work / "crawl", args.records)
-        # untimed: starts Prefect's ephemeral API and loads the models' files once
-        (work / "warm").mkdir()
-        ours(crawl_dir, work / "warm", 1, COMPARED_SKIP, pages, html)
-        runs = {"ours_compared_1": ours(crawl_dir, work, 1, COMPARED_SKIP, pages, html),
-                "ours_compared_2": ours(crawl_dir, work, 2, COMPARED_SKIP, pages, html),
-                "datatrove_1": datatrove(crawl_dir, work, 1, pages, html),
-                "datatrove_2": datatrove(crawl_dir, work, 2, pages, html),
-                "ours_full_stage_1": ours(crawl_dir, work, 1, [], pages, html),
-                "ours_full_stage_2": ours(crawl_dir, work, 2, [], pages, html)}
-    c1, c2 = runs["ours_compared_1"]["wall_s"], runs["ours_compared_2"]["wall_s"]
+        serial = iter(range(10**6))  # a fresh output folder per run
+
+        def run(side: str, n: int) -> Any:
+            out = work / f"{side}-{n}-{next(serial)}"
+            return ours(crawl_dir, out, n) if side == "ours" else datatrove(crawl_dir, out, n)
+
+        cases = {f"{side}_{n}": (lambda s=side, k=n: run(s, k))
+                 for n in (1, 2) for side in ("ours", "datatrove")}
+        times, results = rounds(cases, args.repeats)
+    last = {name: runs[-1] for name, runs in results.items()}
+    agree = {"ours_1_vs_datatrove_1": agreement(last["ours_1"], last["datatrove_1"]),
+             "ours_2_vs_ours_1": agreement(last["ours_2"], last["ours_1"]),
+             "datatrove_2_vs_datatrove_1": agreement(last["datatrove_2"], last["datatrove_1"])}
+    same_work = agree["ours_1_vs_datatrove_1"]["jaccard"] >= MIN_AGREEMENT
+    speed: dict[str, Any] = (
+        {"datatrove_1_s_over_ours_1_s": ratio(times["datatrove_1"], times["ours_1"]),
+         "datatrove_2_s_over_ours_2_s": ratio(times["datatrove_2"], times["ours_2"])}
+        if same_work else {"withheld": f"kept sets differ (Jaccard < {MIN_AGREEMENT}): the "
+                                       "sides do different work, so no speed ratio"})
     print(json.dumps({
-        "input": {"pages": pages, "html_mb": round(html / 1e6, 2), "cpu_count": os.cpu_count()},
-        "compared_steps": "url, decode+trafilatura, lid.176, gopher_rep, gopher_quality, c4, "
-                          "fineweb (no MinHash on either side)",
-        "runs": runs,
-        "ours_1_vs_datatrove_1_speed": round(runs["datatrove_1"]["wall_s"] / c1, 2),
-        "ours_2_vs_ours_1_speedup": round(c1 / c2, 2),
-        "full_stage_2_vs_1_speedup": round(runs["ours_full_stage_1"]["wall_s"]
-                                           / runs["ours_full_stage_2"]["wall_s"], 2),
+        "machine": machine(),
+        "input": {"pages": pages, "html_mb": round(html / 1e6, 2)},
+        "compared_steps": "url, size, decode + trafilatura (same call), min 300 chars, "
+                          "lid.176 en >= 0.65, gopher_rep, gopher_quality, c4, fineweb",
+        "agreement": agree,
+        "wall_s": {name: spread(t, 2) for name, t in times.items()},
+        "pages_per_s_per_core_median": {
+            name: round(pages / spread(t)["median"] / int(name[-1]), 2)
+            for name, t in times.items()},
+        "speed": speed,
+        # seconds inside each step, summed over workers (last round; the rest of the wall
+        # time is reading, writing, the executor and, for ours, Prefect and the report)
+        "steps_s": {name: last[name]["steps_s"] for name in ("ours_1", "datatrove_1")},
+        "ours_2_vs_1_speedup": ratio(times["ours_1"], times["ours_2"]),
     }, indent=2))
 
 

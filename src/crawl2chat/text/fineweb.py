@@ -36,6 +36,10 @@ class FineWebRules(FineWebCfg):
             return "short_line_ratio"
         if find_duplicates(lines)[1] / len(text.replace("\n", "")) > self.char_duplicates_ratio:
             return "char_dup_ratio"
-        if text.count("\n") / max(len(words(text)), 1) > self.new_line_ratio:
+        # every whitespace-separated piece gives at least one word, so when the newlines
+        # are few even for the pieces, the (costlier) word count cannot change the answer
+        newlines = text.count("\n")
+        if newlines / max(len(text.split()), 1) > self.new_line_ratio and (
+                newlines / max(len(words(text)), 1) > self.new_line_ratio):
             return "list_ratio"
         return None

@@ -5,7 +5,8 @@ Out: None (keep) or the rule that fired, e.g. ``dup_line_frac``, ``top_2_gram``,
 ``duplicated_5_n_grams``, ``short_doc``, ``below_avg_word_length``, ``few_stop_words``.
 The thresholds are :class:`~crawl2chat.text.recipe.GopherRepCfg` and
 :class:`~crawl2chat.text.recipe.GopherQualityCfg`; a ratio equal to its threshold is
-kept (the rules drop on ``>``/``<`` strictly, as in datatrove). Stop words are per
+kept (the rules drop on ``>``/``<`` strictly, as in datatrove). Words are cut as
+datatrove cuts them (:func:`~crawl2chat.text.words.words`). Stop words are per
 language; a language without its own list uses the English one.
 """
 
@@ -38,12 +39,16 @@ def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
 
 
 def top_ngram_chars(tokens: Sequence[str], n: int) -> int:
-    """Characters covered by the most frequent n-gram (0 if none repeats)."""
+    """Characters covered by the most frequent n-gram (0 for fewer than n tokens).
+
+    An n-gram seen once counts too, as in datatrove: on a page of a few words it alone
+    can exceed the limit (such a page is short for Gopher quality as well).
+    """
     grams = Counter(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
     if not grams:
         return 0
     gram, times = grams.most_common(1)[0]
-    return len(gram) * times if times > 1 else 0
+    return len(gram) * times
 
 
 def duplicate_ngram_chars(tokens: Sequence[str], n: int) -> int:
@@ -124,6 +129,7 @@ class GopherQuality(GopherQualityCfg):
         if alpha / len(tokens) < self.max_non_alpha_words_ratio:
             return "below_alpha_threshold"
         stop = set(self.stop_words.get(doc.lang) or self.stop_words.get("en", []))
-        if self.min_stop_words and sum(w in stop for w in tokens) < self.min_stop_words:
+        # distinct stop words, as Gopher states it ("at least two of ..."), not occurrences
+        if self.min_stop_words and len(stop.intersection(tokens)) < self.min_stop_words:
             return "few_stop_words"
         return None
