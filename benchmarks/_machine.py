@@ -1,6 +1,6 @@
 """What every benchmark shares: the machine it ran on, and repeated, interleaved timing.
 
-In: nothing (the machine is read from /proc/cpuinfo, ``lscpu`` and torch), or named
+In: nothing (the machine is read from /proc/cpuinfo via crawl2chat, ``lscpu`` and torch), or named
 zero-argument callables to time. Out: :func:`machine` (CPU model, core count, the
 vector/matrix instruction-set flags that decide speed, GPU name if any), :func:`rounds`
 (each case run once per round, the order rotated every round so machine load and warm
@@ -19,25 +19,12 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
+
+from crawl2chat.model.precision import read_cpuinfo
 
 # the flags that decide what a CPU's kernels can do: AVX2, AVX-512 (bf16 among them), AMX
 _ISA = re.compile(r"^(avx2|avx512\w*|amx\w*|fma)$")
-
-
-def _cpuinfo() -> tuple[str, list[str]]:
-    model, flags = "", []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() in ("flags", "Features") and not flags:
-                flags = value.split()
-    except OSError:
-        pass
-    return model, flags
 
 
 def _lscpu_model() -> str:
@@ -62,7 +49,8 @@ def _gpu() -> str | None:
 
 def machine() -> dict[str, Any]:
     """The machine as a JSON-ready dict: CPU model and flags, cores, GPU, Python."""
-    model, flags = _cpuinfo()
+    model, flags = read_cpuinfo()
+    flags = flags or frozenset()
     isa = sorted(f for f in flags if _ISA.match(f))
     return {"cpu_model": _lscpu_model() or model or platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "cpu_isa_flags": isa,

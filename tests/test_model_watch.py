@@ -204,3 +204,16 @@ def test_crawl2chat_lines_reach_the_prefect_flow_run_log(tmp_path: Path) -> None
     assert "step 1/2 | loss 1.0" in result.stderr.splitlines()  # and on the console, once
     # the failure goes to its run's log, not to the console as a traceback
     assert "Traceback" not in result.stderr and "library noise" not in result.stderr
+
+
+def test_a_probed_cpu_peak_rises_to_the_training_rate_but_a_table_peak_does_not() -> None:
+    from crawl2chat.model.lit import Meter
+
+    probed = Meter(tokens_per_step=100, flops_per_token=10.0, peak_flops=1000.0,
+                   peak_source="probed")
+    assert probed.utilisation(50) == 0.5
+    assert probed.utilisation(300) == 1.0  # the probe understated the CPU
+    assert probed.peak_flops == 3000.0 and probed.utilisation(150) == 0.5
+    table = Meter(tokens_per_step=100, flops_per_token=10.0, peak_flops=1000.0,
+                  peak_source="table")
+    assert table.utilisation(300) == 3.0 and table.peak_flops == 1000.0

@@ -64,6 +64,15 @@ class Meter:
     peak_flops: float | None = None  # all devices together; None: MFU not reported
     peak_source: str | None = None  # config | table | probed (see flops.training_peak)
 
+    def utilisation(self, tokens_per_s: float) -> float | None:
+        """MFU at ``tokens_per_s``. A probed CPU peak is the best rate this process has
+        seen: when training beats the probe (which ran while the machine was busier),
+        the peak rises to it, so a probed MFU never reads above 100%."""
+        achieved = tokens_per_s * self.flops_per_token
+        if self.peak_source == "probed" and self.peak_flops and achieved > self.peak_flops:
+            self.peak_flops = achieved
+        return mfu(tokens_per_s, self.flops_per_token, self.peak_flops)
+
 
 class LitGPT(L.LightningModule):
     def __init__(self, model: nn.Module, cfg: TrainCfg, meter: Meter,
@@ -141,12 +150,7 @@ class LitGPT(L.LightningModule):
                "lr": lr_at(step, self.cfg),  # the schedule's, whichever groups scale it
                "grad_norm": float(self._grad_norm) if self._grad_norm is not None else math.nan,
                "tokens_per_s": rate}
-        if (self.meter.peak_source == "probed" and self.meter.peak_flops
-                and rate * self.meter.flops_per_token > self.meter.peak_flops):
-            # the probe ran while the machine was busier than now: a CPU's peak is the
-            # best rate this process has seen, so MFU never reads above 100%
-            self.meter.peak_flops = rate * self.meter.flops_per_token
-        utilisation = mfu(rate, self.meter.flops_per_token, self.meter.peak_flops)
+        utilisation = self.meter.utilisation(rate)
         if utilisation is not None:
             row["mfu"] = utilisation
         self.history.train.append((step, loss))

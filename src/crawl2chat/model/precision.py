@@ -110,33 +110,27 @@ def this_machine() -> Machine:
         return Machine("cuda", cuda_bf16=torch.cuda.is_bf16_supported())
     if torch.backends.mps.is_available():
         return Machine("mps")
+    model, flags = read_cpuinfo()
     return Machine("cpu", cpu_capability=torch.backends.cpu.get_cpu_capability(),
                    onednn_bf16=bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-                   cpu_flags=_linux_cpu_flags(), cpu_model=cpu_model_name())
+                   cpu_flags=flags, cpu_model=model or platform.processor() or platform.machine())
 
 
-def _linux_cpu_flags() -> frozenset[str] | None:
+def read_cpuinfo() -> tuple[str, frozenset[str] | None]:
+    """The CPU's model name and instruction-set flags from ``/proc/cpuinfo`` (x86's
+    ``flags``, Arm's ``Features``); ``("", None)`` where there is no such file."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return None
+        return "", None
+    model, flags = "", None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86 / Arm
-            return frozenset(value.split())
-    return None
-
-
-def cpu_model_name() -> str:
-    """The CPU's marketing name (``lscpu``'s "Model name"), or the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() in ("flags", "Features") and flags is None:
+            flags = frozenset(value.split())
+    return model, flags
 
 
 @functools.cache
