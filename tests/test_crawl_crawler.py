@@ -16,9 +16,10 @@ from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator
 
 from crawl2chat.config import build
-from crawl2chat.crawl.crawler import Crawler, CrawlerSettings
+from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.links import extract_links
-from crawl2chat.crawl.politeness import Refused, resolve_public
+from crawl2chat.crawl.politeness import Refused, allowed_networks, resolve_public
+from crawl2chat.crawl.settings import CrawlerSettings
 from crawl2chat.errors import ConfigError
 from crawl2chat.stages import crawl
 
@@ -96,7 +97,7 @@ def _settings(base: str, **extra: object) -> CrawlerSettings:
     values: dict[str, object] = {
         "seeds": [base + "/"], "max_depth": 2, "max_pages": 50,
         "allowed_domains": ["127.0.0.1", "localhost"], "delay_s": DELAY_S,
-        "timeout_s": TIMEOUT_S, "allow_private": True, "blocklist": False,
+        "timeout_s": TIMEOUT_S, "allow_private": ["127.0.0.0/8"], "blocklist": False,
         "blocked_domains": ["localhost"]}
     values.update(extra)
     return CrawlerSettings(**values)  # type: ignore[arg-type]
@@ -178,7 +179,7 @@ def test_max_pages_bounds_the_crawl(server: tuple[str, list[tuple[float, str]]],
 def test_loopback_refused_without_allow_private(server: tuple[str, list[tuple[float, str]]],
                                                 tmp_path: Path) -> None:
     base, log = server
-    stats = Crawler(_settings(base, allow_private=False)).crawl(tmp_path / "c.warc.gz")
+    stats = Crawler(_settings(base, allow_private=[])).crawl(tmp_path / "c.warc.gz")
     assert log == []  # not even robots.txt: the address is checked before connecting
     assert stats.requested == [] and stats.skipped == {"private_address": 1}
     (url, why), = stats.refused
@@ -191,10 +192,10 @@ def test_loopback_refused_without_allow_private(server: tuple[str, list[tuple[fl
     ("192.168.0.1", "private"), ("169.254.169.254", "link_local"), ("fe80::1", "link_local"),
     ("0.0.0.0", "unspecified"), ("::ffff:127.0.0.1", "loopback")])
 def test_non_public_addresses_are_refused(host: str, kind: str) -> None:
-    with pytest.raises(Refused, match=rf"\({kind}\)") as err:
+    with pytest.raises(Refused, match=rf"\({kind}[ )]") as err:
         resolve_public(host, 80)
     assert err.value.reason == "private_address"
-    assert resolve_public(host, 80, allow_private=True)
+    assert resolve_public(host, 80, allowed_networks([host], "test")) == host
 
 
 def test_public_literal_is_allowed() -> None:
@@ -205,10 +206,10 @@ def test_links_are_normalised() -> None:
     html = (b"<base href='http://Example.ORG:80/dir/'><a href='x#top'>x</a>"
             b"<a href='/y' rel='nofollow'>y</a><a href='HTTPS://example.org:443/z?q=1'>z</a>"
             b"<a href='javascript:void(0)'>j</a><a href='x'>again</a>")
-    assert extract_links(html, "http://example.org/") == [
-        "http://example.org/dir/x", "https://example.org/z?q=1"]
+    assert extract_links(html, "http://example.org/") == (
+        ["http://example.org/dir/x", "https://example.org/z?q=1"], [])
     assert extract_links(b"<meta name='robots' content='noindex, nofollow'><a href='/a'>a</a>",
-                         "http://example.org/") == []
+                         "http://example.org/") == ([], [])
 
 
 def test_settings_are_checked() -> None:
@@ -228,7 +229,7 @@ def test_crawl_stage_with_crawler_source(server: tuple[str, list[tuple[float, st
                                          tmp_path: Path) -> None:
     base, _ = server
     settings = {"seeds": [base + "/"], "max_depth": 1, "delay_s": 0.0, "timeout_s": TIMEOUT_S,
-                "allow_private": True, "blocklist": False}
+                "allow_private": ["127.0.0.0/8"], "blocklist": False}
     cfg = build(crawl.Cfg, {"source": "crawler", "crawler": settings,
                             "records_per_shard": 2}, "crawl")
     metrics = crawl.run(cfg, None, tmp_path)

@@ -8,19 +8,24 @@ each other with WARC-Concurrent-To and carries WARC-IP-Address), and
 :class:`CrawlStats` saying what was fetched, skipped and refused, and why.
 
 Every URL, seeds and redirect targets included, passes the same checks before a byte is
-sent: http(s) only, inside the allowed domains, not blocklisted, resolving to a public
-address (unless ``allow_private``), allowed by the site's robots.txt. Requests to one
-host are spaced by ``delay_s`` (or the site's Crawl-delay, if longer). Responses of a
-media type other than HTML are closed unread and counted, not stored.
+sent: it parses (links that do not are counted and skipped), http(s) only, inside the
+allowed domains, not blocklisted, resolving only to global addresses (or to networks
+``allow_private`` lists), allowed by the site's robots.txt, whose Crawl-delay is at
+most ``max_crawl_delay_s``. The connection goes to the address that was checked.
+Requests to one host are spaced by ``delay_s`` (or the site's Crawl-delay, if longer);
+each request ends by ``request_deadline_s``, and the crawl stops taking URLs after
+``max_duration_s``. Responses of a media type other than HTML are closed unread and
+counted, not stored. Whatever goes wrong with one URL is counted and the crawl goes on.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections import Counter, deque
+import socket
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -30,65 +35,18 @@ from warcio.warcwriter import WARCWriter
 from crawl2chat.crawl.fetch import REDIRECTS, Exchange, FetchError, fetch
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.links import charset_of, extract_links, normalize
-from crawl2chat.crawl.politeness import HostPacer, Refused, RobotsRules, resolve_public
+from crawl2chat.crawl.politeness import (
+    HostPacer,
+    Refused,
+    Resolver,
+    RobotsRules,
+    allowed_networks,
+    resolve_public,
+)
+from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
 from crawl2chat.crawl.urlfilter import Blocklist, UrlFilter, listed_domains_under, load_blocklist
-from crawl2chat.errors import ConfigError
 
 log = logging.getLogger("crawl2chat.crawler")
-
-USER_AGENT = "crawl2chat/0.1 (research crawler for language-model data; obeys robots.txt)"
-
-
-@dataclass
-class CrawlerSettings:
-    """``crawl.crawler`` in the config: where to start and how far and fast to go."""
-
-    seeds: list[str] = field(default_factory=list)
-    max_depth: int = 2  # links followed from a seed (seed = depth 0)
-    max_pages: int = 100  # URLs requested from the frontier (redirect hops not counted)
-    allowed_domains: list[str] = field(default_factory=list)  # empty: the seeds' hosts
-    delay_s: float = 1.0  # minimum seconds between two requests to one host
-    timeout_s: float = 10.0  # connect / wait-for-data limit per request
-    allow_private: bool = False  # crawl private, loopback and link-local addresses
-    user_agent: str = USER_AGENT
-    max_redirects: int = 5
-    max_bytes: int = 5_000_000  # larger bodies are dropped as too_large
-    blocklist: bool = True  # check URLs against FineWeb's blocklist before fetching
-    blocked_domains: list[str] = field(default_factory=list)  # added to the blocklist
-
-    def __post_init__(self) -> None:
-        for seed in self.seeds:
-            if urlsplit(seed).scheme not in ("http", "https") or not urlsplit(seed).hostname:
-                raise ConfigError(f"crawl.crawler.seeds: not an http(s) URL: {seed!r}")
-        for name in ("max_depth", "max_redirects"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"crawl.crawler.{name}: must be >= 0")
-        for name in ("max_pages", "max_bytes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"crawl.crawler.{name}: must be >= 1")
-        if self.delay_s < 0 or self.timeout_s <= 0:
-            raise ConfigError("crawl.crawler: delay_s must be >= 0 and timeout_s > 0")
-        if not self.user_agent.strip():
-            raise ConfigError("crawl.crawler.user_agent: must name the crawler")
-
-    def domains(self) -> list[str]:
-        """The allowed domains, lower case; the seeds' hosts when none are configured."""
-        chosen = self.allowed_domains or [urlsplit(s).hostname or "" for s in self.seeds]
-        return sorted({d.lower().strip(".") for d in chosen if d})
-
-
-@dataclass
-class CrawlStats:
-    """What a crawl did. ``requested``: every URL a request went to, in order."""
-
-    requested: list[str] = field(default_factory=list)
-    pages: int = 0  # frontier URLs that got at least one request
-    stored: int = 0  # 2xx HTML responses written
-    skipped: Counter[str] = field(default_factory=Counter)  # reason -> URLs
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (url, why), never requested
-    redirects: list[tuple[str, str, int]] = field(default_factory=list)  # (from, to, status)
-    robots: dict[str, int | None] = field(default_factory=dict)  # origin -> robots.txt status
-    waited_s: float = 0.0  # time spent pacing
 
 
 def blocklist_filter(settings: CrawlerSettings) -> Callable[[str], str | None] | None:
@@ -110,8 +68,12 @@ class Crawler:
 
     def __init__(self, settings: CrawlerSettings,
                  url_filter: Callable[[str], str | None] | None = None,
-                 pacer: HostPacer | None = None) -> None:
+                 pacer: HostPacer | None = None, resolver: Resolver = socket.getaddrinfo,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.allow = allowed_networks(settings.allow_private, "crawl.crawler.allow_private")
+        self.resolver = resolver  # DNS; tests give their own, since real DNS cannot be set
+        self.clock = clock
         # the settings' blocklist always applies unless a caller brings its own filter
         self.url_filter = url_filter if url_filter is not None else blocklist_filter(settings)
         self.pacer = pacer or HostPacer(settings.delay_s)
@@ -123,7 +85,7 @@ class Crawler:
     def crawl(self, warc_path: Path) -> CrawlStats:
         """Crawl into ``warc_path`` (created or replaced); return the statistics."""
         s = self.settings
-        frontier = deque((normalize(seed), 0) for seed in s.seeds)
+        frontier = deque((normalize(seed), 0) for seed in s.seeds)  # checked in settings
         seen = {url for url, _ in frontier}
         with warc_path.open("wb") as fh:
             self._writer = WARCWriter(fh, gzip=True, warc_version="1.1")
@@ -131,25 +93,46 @@ class Crawler:
                 warc_path.name, {"software": "crawl2chat crawler", "http-header-user-agent":
                                  s.user_agent, "robots": "obey",
                                  "format": "WARC File Format 1.1"}))
+            stop_at = self.clock() + s.max_duration_s
             while frontier and self.stats.pages < s.max_pages:
+                if self.clock() >= stop_at:
+                    self.stats.out_of_time = len(frontier)
+                    self.stats.skipped["out_of_time"] += len(frontier)
+                    log.warning("crawl.crawler.max_duration_s (%g s) spent; %d URLs left "
+                                "unvisited", s.max_duration_s, len(frontier))
+                    break
                 url, depth = frontier.popleft()
                 try:
-                    ip = self._check(url)
-                except Refused as err:
-                    self._refuse(url, err)
-                    continue
-                self.stats.pages += 1
-                exchange = self._follow(url, ip, seen)
-                if exchange is None or depth >= s.max_depth:
-                    continue
-                charset = charset_of(exchange.header("Content-Type") or "")
-                for link in extract_links(exchange.body, exchange.url, charset):
-                    if link not in seen:
-                        seen.add(link)
-                        frontier.append((link, depth + 1))
+                    self._visit(url, depth, seen, frontier)
+                except Exception as err:  # one hostile page must not end the crawl
+                    self.stats.skipped[f"error:{type(err).__name__}"] += 1
+                    log.warning("crawl of %s failed, going on: %s: %s", url,
+                                type(err).__name__, err)
         self._writer = None
         self.stats.waited_s = round(self.pacer.waited_s, 3)
         return self.stats
+
+    def _visit(self, url: str, depth: int, seen: set[str],
+               frontier: deque[tuple[str, int]]) -> None:
+        """Check, fetch and store ``url``; queue its links if it is not too deep."""
+        try:
+            ip = self._check(url)
+        except Refused as err:
+            self._refuse(url, err)
+            return
+        self.stats.pages += 1
+        exchange = self._follow(url, ip, seen)
+        if exchange is None or depth >= self.settings.max_depth:
+            return
+        charset = charset_of(exchange.header("Content-Type") or "")
+        links, bad = extract_links(exchange.body, exchange.url, charset)
+        if bad:
+            self.stats.skipped["bad_link"] += len(bad)
+            log.info("%s: %d links that do not parse, e.g. %r", url, len(bad), bad[0][:100])
+        for link in links:
+            if link not in seen:
+                seen.add(link)
+                frontier.append((link, depth + 1))
 
     def _refuse(self, url: str, err: Refused) -> None:
         self.stats.skipped[err.reason] += 1
@@ -167,11 +150,22 @@ class Crawler:
         reason = self.url_filter(url) if self.url_filter else None
         if reason:
             raise Refused("blocklisted", f"{url} ({reason})")
-        ip = resolve_public(host, parts.port or (443 if parts.scheme == "https" else 80),
-                            self.settings.allow_private)
-        if not self._rules(url, ip).allowed(url):
+        ip = self._resolve(url)
+        rules = self._rules(url, ip)
+        if rules.crawl_delay() > self.settings.max_crawl_delay_s:
+            raise Refused("crawl_delay", f"{host} asks for {rules.crawl_delay():g} s between "
+                          f"requests; crawl.crawler.max_crawl_delay_s is "
+                          f"{self.settings.max_crawl_delay_s:g}")
+        if not rules.allowed(url):
             raise Refused("robots", f"{url} is disallowed by robots.txt")
         return ip
+
+    def _resolve(self, url: str) -> str:
+        """The checked address of ``url``'s host (:class:`Refused` if it is not global)."""
+        parts = urlsplit(url)
+        return resolve_public(parts.hostname or "",
+                              parts.port or (443 if parts.scheme == "https" else 80),
+                              self.allow, self.resolver)
 
     def _rules(self, url: str, ip: str) -> RobotsRules:
         """The robots.txt rules of ``url``'s origin, fetched once per origin."""
@@ -190,13 +184,10 @@ class Crawler:
                 location = exchange.header("Location")
                 if status not in REDIRECTS or not location:
                     break
-                target = normalize(urljoin(target, location))
-                t = urlsplit(target)
-                try:
-                    target_ip = resolve_public(t.hostname or "",
-                                               t.port or (443 if t.scheme == "https" else 80),
-                                               self.settings.allow_private)
-                except Refused:
+                try:  # each hop's address is checked like a new URL's
+                    target = normalize(urljoin(target, location))
+                    target_ip = self._resolve(target)
+                except (Refused, ValueError):
                     status = None
                     break
             else:
@@ -204,7 +195,7 @@ class Crawler:
             rules = RobotsRules(self.settings.user_agent, status, body)
             self._robots[origin] = rules
             self.stats.robots[origin] = status
-            if rules.crawl_delay():
+            if 0 < rules.crawl_delay() <= self.settings.max_crawl_delay_s:
                 self.pacer.set_host_delay(parts.hostname or "", rules.crawl_delay())
         return self._robots[origin]
 
@@ -219,7 +210,12 @@ class Crawler:
                 return None
             location = exchange.header("Location")
             if exchange.status in REDIRECTS and location:
-                target = normalize(urljoin(url, location))
+                try:
+                    target = normalize(urljoin(url, location))
+                except ValueError:
+                    self.stats.skipped["bad_redirect"] += 1
+                    log.info("%s redirects to %r, which does not parse", url, location[:100])
+                    return None
                 self.stats.redirects.append((url, target, exchange.status))
                 if target in seen:  # fetched already or queued: do not fetch it twice
                     self.stats.skipped["redirect_to_seen"] += 1
@@ -249,7 +245,8 @@ class Crawler:
         self.pacer.wait(urlsplit(url).hostname or "")
         self.stats.requested.append(url)
         exchange = fetch(url, ip, user_agent=s.user_agent, timeout_s=s.timeout_s,
-                         max_bytes=s.max_bytes, body_types=body_types)
+                         deadline_s=s.request_deadline_s, max_bytes=s.max_bytes,
+                         body_types=body_types)
         if exchange.body_read:
             self._write(exchange)
         return exchange

@@ -1,12 +1,14 @@
 """The crawler's rules of conduct: which addresses it may connect to, robots.txt, pacing.
 
 In: a host name (or IP literal), robots.txt bodies, request times. Out:
-:func:`resolve_public` resolves a host and refuses private, loopback, link-local,
-multicast, reserved and unspecified addresses unless told otherwise (the check runs on
-the resolved address *before* any connection, and the crawler then connects to exactly
-that address, so a later DNS answer cannot swap in an internal one);
-:class:`RobotsRules` applies one site's robots.txt for our user agent;
-and :class:`HostPacer` keeps a minimum delay between two requests to the same host.
+:func:`resolve_public` resolves a host and refuses every address that is not globally
+routable (``ipaddress``'s ``is_global``), multicast, or a public-looking IPv6 form of a
+non-global IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64), unless it
+lies in a network the config allows; the check runs on the resolved address *before*
+any connection, and the crawler then connects to exactly that address, so a later DNS
+answer cannot swap in an internal one. :class:`RobotsRules` applies one site's
+robots.txt for our user agent; :class:`HostPacer` keeps a minimum delay between two
+requests to the same host.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ import socket
 import threading
 import time
 import urllib.robotparser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# getaddrinfo's shape; the crawler takes another one in tests, where real DNS cannot be set
+Resolver = Callable[..., list[tuple[Any, ...]]]
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the low 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: site-local translation
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")
 
 
 class Refused(Exception):
@@ -28,37 +41,82 @@ class Refused(Exception):
         self.detail = detail
 
 
-def address_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why ``ip`` is not a public address (``loopback``, ``private``...), or None if it is."""
+def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a global-looking IPv6 address carries, that a gateway would
+    deliver to (6to4, Teredo, NAT64, IPv4-compatible)."""
+    found = [ip.sixtofour, *(ip.teredo or ())]
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
+def address_kind(ip: IP) -> str | None:
+    """Why ``ip`` may not be crawled (``loopback``, ``shared``...), or None if it is global."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
-    # order matters: 127.0.0.1 is also "private" in Python's table; name the specific kind
-    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
-        if getattr(ip, f"is_{kind}"):
-            return kind
+    if not ip.is_global or ip.is_multicast:
+        # 127.0.0.1 is also "private" in Python's table: name the specific kind first
+        for kind in ("loopback", "link_local", "unspecified", "multicast", "private",
+                     "reserved"):
+            if getattr(ip, f"is_{kind}"):
+                return kind
+        if ip in _SHARED:
+            return "shared"  # carrier-grade NAT; some clouds serve instance metadata here
+        return "not_global"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return "nat64_local"
+        for v4 in _embedded_v4(ip):
+            kind = address_kind(v4)
+            if kind:  # Python calls these global, but they reach the IPv4 address inside
+                return f"{kind} via {v4}"
     return None
 
 
-def resolve_public(host: str, port: int, allow_private: bool = False) -> str:
+def allowed_networks(values: Sequence[str], where: str) -> list[Network]:
+    """The networks of ``values`` (``127.0.0.0/8``, ``::1``); ValueError naming ``where``."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as err:
+            raise ValueError(f"{where}: {value!r} is not an IP network ({err})") from None
+    return networks
+
+
+def _allowed(ip: IP, allow: Sequence[Network]) -> bool:
+    candidates: list[IP] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    return any(c in net for c in candidates for net in allow if c.version == net.version)
+
+
+def resolve_public(host: str, port: int, allow: Sequence[Network] = (),
+                   resolver: Resolver = socket.getaddrinfo) -> str:
     """The IP address to connect to for ``host``; :class:`Refused` if it is not public.
 
-    Every address the name resolves to must be public: a name with one internal address
-    among public ones is refused, since the connection could land on either.
+    Every address the name resolves to must be global (or inside ``allow``): a name with
+    one internal address among public ones is refused, since the connection could land
+    on either.
     """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as err:
+        infos = resolver(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as err:
         raise Refused("dns_error", f"{host}: {err}") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise Refused("dns_error", f"{host}: no address")
-    if not allow_private:
-        for address in addresses:
-            kind = address_kind(ipaddress.ip_address(address.split("%")[0]))
-            if kind:
-                raise Refused("private_address",
-                              f"{host} resolves to {address} ({kind}); set "
-                              f"crawl.crawler.allow_private: true to crawl it")
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            raise Refused("dns_error", f"{host}: resolver gave {address!r}") from None
+        kind = address_kind(ip)
+        if kind and not _allowed(ip, allow):
+            raise Refused("private_address",
+                          f"{host} resolves to {address} ({kind}), which is not a global "
+                          f"address; crawl.crawler.allow_private lists the networks allowed "
+                          f"anyway")
     return addresses[0]
 
 

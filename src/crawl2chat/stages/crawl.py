@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from crawl2chat import paths
 from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.crawl import sources as crawl_sources
-from crawl2chat.crawl.crawler import Crawler, CrawlerSettings, CrawlStats
+from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.headers import HTML_TYPES
+from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
 from crawl2chat.crawl.sources import Source, local_copy
 from crawl2chat.crawl.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
 from crawl2chat.errors import ConfigError, InputError
