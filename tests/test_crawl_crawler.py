@@ -190,7 +190,11 @@ def test_loopback_refused_without_allow_private(server: tuple[str, list[tuple[fl
 @pytest.mark.parametrize(("host", "kind"), [
     ("127.0.0.1", "loopback"), ("::1", "loopback"), ("10.1.2.3", "private"),
     ("192.168.0.1", "private"), ("169.254.169.254", "link_local"), ("fe80::1", "link_local"),
-    ("0.0.0.0", "unspecified"), ("::ffff:127.0.0.1", "loopback")])
+    ("0.0.0.0", "unspecified"), ("::ffff:127.0.0.1", "loopback"),
+    ("100.100.100.200", "shared"), ("100.64.0.1", "shared"), ("224.0.1.1", "multicast"),
+    ("2002:a9fe:a9fe::1", "link_local via 169.254.169.254"),  # 6to4
+    ("64:ff9b::a00:1", "private via 10.0.0.1"), ("::10.0.0.1", "private via 10.0.0.1"),
+    ("64:ff9b:1::1", "nat64_local"), ("2001:db8::1", "private")])
 def test_non_public_addresses_are_refused(host: str, kind: str) -> None:
     with pytest.raises(Refused, match=rf"\({kind}[ )]") as err:
         resolve_public(host, 80)
