@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import tracemalloc
+import zlib
 from pathlib import Path
 
+import brotli
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
@@ -175,3 +178,69 @@ def test_empty_file_yields_nothing(tmp_path):
     path = tmp_path / "empty.warc.gz"
     path.write_bytes(b"")
     assert _read(path) == ([], ReadStats())
+
+
+def _encoded_warc(path: Path, bodies: list[tuple[str, bytes, list[tuple[str, str]]]]) -> None:
+    """Response records whose payloads are stored as sent (compressed, chunked)."""
+    with path.open("wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for url, body, headers in bodies:
+            http = StatusAndHeaders("200 OK", [("Content-Type", "text/html"), *headers],
+                                    protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(
+                url, "response", payload=io.BytesIO(body), length=len(body), http_headers=http))
+
+
+def _chunked(body: bytes, size: int = 1000) -> bytes:
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+BOMB = 30_000_000  # zero bytes; compressed they are a few kB
+
+
+@pytest.mark.parametrize(("encoding", "compress"), [
+    ("gzip", gzip.compress), ("deflate", zlib.compress),
+    ("br", lambda data: brotli.compress(data, quality=4))])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_decompression_bomb_is_a_counted_skip_in_bounded_memory(tmp_path, encoding, compress,
+                                                                  chunked):
+    bomb = compress(bytes(BOMB))
+    headers = [("Content-Encoding", encoding)]
+    if chunked:
+        bomb, headers = _chunked(bomb), [*headers, ("Transfer-Encoding", "chunked")]
+    path = tmp_path / "bomb.warc.gz"
+    _encoded_warc(path, [("https://example.org/bomb", bomb, headers),
+                         ("https://example.org/after", compress(b"<p>next</p>"), headers[:1])])
+    stats = ReadStats()
+    tracemalloc.start()
+    try:
+        responses = list(iter_responses(path, stats, max_payload_bytes=1_000_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r.url for r in responses] == ["https://example.org/after"]
+    assert responses[0].payload == b"<p>next</p>"
+    assert stats.skipped == {"payload_too_large": 1} and stats.records == 2
+    assert peak < 8_000_000  # the cap and a few blocks, never the 30 MB the bomb expands to
+
+
+def test_payloads_under_the_cap_decode_whole(tmp_path):
+    text = b"<p>" + b"word " * 50_000 + b"</p>"
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    bare = raw_deflate.compress(text) + raw_deflate.flush()
+    path = tmp_path / "ok.warc.gz"
+    _encoded_warc(path, [
+        ("https://example.org/br", _chunked(brotli.compress(text)),
+         [("Content-Encoding", "br"), ("Transfer-Encoding", "chunked")]),
+        ("https://example.org/bare-deflate", bare, [("Content-Encoding", "deflate")]),
+        ("https://example.org/plain", text, []),
+        ("https://example.org/big-plain", text, []),
+        ("https://example.org/not-chunked", text, [("Transfer-Encoding", "chunked")])])
+    stats = ReadStats()
+    responses = list(iter_responses(path, stats, max_payload_bytes=len(text)))
+    assert [r.payload for r in responses] == [text] * 5
+    assert not stats.skipped
+    stats = ReadStats()
+    assert list(iter_responses(path, stats, max_payload_bytes=len(text) - 1)) == []
+    assert stats.skipped == {"payload_too_large": 5}

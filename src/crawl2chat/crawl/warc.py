@@ -5,6 +5,9 @@ Out: :func:`iter_responses` yields every intact HTTP ``response`` record as a
 :class:`WarcResponse` (URL, record id, status, HTTP headers, decoded payload bytes, the
 file and byte offset of the record); it reads a path or any seekable binary file (an
 fsspec file, or the bytes of a slice of a shard with the slice's offset in ``base``).
+A payload is decoded in blocks up to ``max_payload_bytes`` (:mod:`crawl2chat.crawl.decode`);
+a record whose payload is larger, compressed or not, is skipped and counted as
+``payload_too_large``, so a decompression bomb costs time, never memory.
 A damaged record or file never stops the reader: it logs one warning naming the file
 and offset, counts it in :class:`ReadStats` and goes on at the next record it can find.
 :class:`WarcShardWriter` writes response records, one gzip member each, and returns
@@ -31,6 +34,7 @@ from warcio.recordloader import ArcWarcRecord
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from crawl2chat.crawl.decode import TooLarge, decoded_body
 from crawl2chat.crawl.headers import HeaderLookup
 
 log = logging.getLogger("crawl2chat.crawl")
@@ -39,6 +43,8 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 WARC_MAGIC = b"WARC/1."
 # headers that describe the transfer, not the payload we store (it is already decoded)
 _TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+MAX_PAYLOAD_BYTES = 64 << 20  # the default cap of one decoded payload
+_DRAIN = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,14 @@ class _Damaged(Exception):
 
 
 def iter_responses(source: Path | BinaryIO, stats: ReadStats | None = None, *,
-                   name: str | None = None, base: int = 0) -> Iterator[WarcResponse]:
+                   name: str | None = None, base: int = 0,
+                   max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> Iterator[WarcResponse]:
     """Yield the intact response records of ``source`` in file order; skip and count the rest.
 
     ``source`` is a path or a seekable binary file; ``name`` (default: the path) is what
     warnings and :attr:`WarcResponse.file` call it, and ``base`` is added to every offset
-    (where ``source``'s first byte sits in the file ``name`` names).
+    (where ``source``'s first byte sits in the file ``name`` names). A payload larger
+    than ``max_payload_bytes`` once decoded is a skip.
     """
     stats = stats if stats is not None else ReadStats()
     with _opened(source) as fh:
@@ -100,7 +108,7 @@ def iter_responses(source: Path | BinaryIO, stats: ReadStats | None = None, *,
                         raise ArchiveLoadFailed(f"not a WARC record ({record.format})")
                     problem = None
                     try:
-                        response = _response(record, path, base + offset)
+                        response = _response(record, path, base + offset, max_payload_bytes)
                     except _Damaged as err:
                         problem, response = str(err), None
                     records.read_to_end()  # raises if the container itself is broken
@@ -145,12 +153,19 @@ def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
         yield source
 
 
-def _response(record: ArcWarcRecord, path: str, offset: int) -> WarcResponse | None:
+def _response(record: ArcWarcRecord, path: str, offset: int, cap: int) -> WarcResponse | None:
     """The record as a WarcResponse; None for other record types; _Damaged if broken."""
-    # content_stream() undoes Content-Encoding / chunking; on bytes that do not decode,
-    # warcio falls back to the raw bytes, so a mislabelled body still arrives
-    payload = record.content_stream().read() if record.rec_type == "response" else b""
-    record.raw_stream.read()  # drain, so the digest check runs to the end
+    payload = b""
+    too_large = False
+    if record.rec_type == "response" and record.http_headers is not None:
+        headers = record.http_headers
+        try:  # chunking and Content-Encoding undone, a mislabelled body arrives as stored
+            payload = decoded_body(record.raw_stream, headers.get_header("Transfer-Encoding"),
+                                   headers.get_header("Content-Encoding"), cap)
+        except TooLarge:
+            too_large = True
+    while record.raw_stream.read(_DRAIN):  # to the end, so the digest check runs
+        pass
     if getattr(record.raw_stream, "limit", 0) > 0:
         raise _Damaged("truncated")
     if record.digest_checker is not None and record.digest_checker.passed is False:
@@ -159,6 +174,8 @@ def _response(record: ArcWarcRecord, path: str, offset: int) -> WarcResponse | N
         return None
     if record.http_headers is None:
         raise _Damaged("no_http_headers")
+    if too_large:
+        raise _Damaged("payload_too_large")
     try:
         status = int(record.http_headers.get_statuscode())
     except (TypeError, ValueError):

@@ -57,6 +57,7 @@ class Cfg:
     crawler: CrawlerSettings = field(default_factory=CrawlerSettings)
     max_records: int | None = None  # stop after this many kept records (smoke runs)
     records_per_shard: int = 1000
+    max_payload_bytes: int = 20_000_000  # a larger decoded payload (a zip bomb) is a skip
     # the folder relative ``sources`` are read from and reports name files relative to
     root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
 
@@ -69,6 +70,8 @@ class Cfg:
             raise ConfigError("crawl.sources: give a list of WARC paths or globs")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"crawl.max_records: must be >= 1 or null, got {self.max_records}")
+        if self.max_payload_bytes < 1:
+            raise ConfigError("crawl.max_payload_bytes: must be >= 1")
         if self.records_per_shard < 1:
             raise ConfigError(f"crawl.records_per_shard: must be >= 1, got "
                               f"{self.records_per_shard}")
@@ -144,7 +147,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     rows: list[dict[str, object]] = []
     writer: WarcShardWriter | None = None
     tokens = 0
-    responses = _responses(sources, root, stats, read)
+    responses = _responses(sources, root, stats, read, cfg.max_payload_bytes)
     try:
         for source, response in tqdm(responses, desc="crawl", unit="rec", leave=False):
             reason = skip_reason(response, seen)
@@ -210,14 +213,14 @@ def _write_crawl_report(out_dir: Path, settings: CrawlerSettings, crawled: Crawl
 
 
 def _responses(sources: list[Source], root: Path, stats: ReadStats,
-               read: list[dict[str, object]]) -> Iterator[tuple[str, WarcResponse]]:
+               read: list[dict[str, object]], cap: int) -> Iterator[tuple[str, WarcResponse]]:
     """(source name, response) of every source in turn; ``read`` gets each one's digest."""
     for source in sources:
         name = source.name(root)
         with local_copy(source) as (path, sha256, size):
             read.append({"source": name, "kind": "file" if source.path else "url",
                          "bytes": size, "sha256": sha256})
-            for response in iter_responses(path, stats, name=name):
+            for response in iter_responses(path, stats, name=name, max_payload_bytes=cap):
                 yield name, response
 
 
