@@ -11,7 +11,9 @@ and the stage's settings. Out:
 - :func:`filter_chunk` reads one slice's bytes, passes each page through the URL filter
   and the per-document steps, and gives every survivor its exact-duplicate hash and
   MinHash signature, so that only the cheap, order-dependent part of dedup is left
-  for the whole crawl.
+  for the whole crawl. A step that raises on a page drops that page with the reason
+  ``<step>:error:<exception class>``, counted at that step like any drop; the slice
+  goes on, so one pathological page never ends the stage.
 - :func:`redact_chunk` removes PII from the kept pages of one slice.
 
 Both are plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
@@ -40,6 +42,8 @@ from crawl2chat.text.langid import Language
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.recipe import Cfg, kwargs
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
+
+log = logging.getLogger("crawl2chat.text")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,12 +112,33 @@ def _pages(path: Path, chunk: Chunk, read: ReadStats) -> list[Doc]:
             for r in iter_responses(io.BytesIO(blob), read, name=str(path), base=chunk.start)]
 
 
+class _Guarded:
+    """A step whose exception on one page is that page's drop reason ``error:<kind>``."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.name = step.name
+
+    def __call__(self, doc: Doc) -> str | None:
+        try:
+            return self.step(doc)
+        except Exception as err:  # the page goes, the slice stays
+            return _error(doc, self.name, err)
+
+
+def _error(doc: Doc, step: str, err: Exception) -> str:
+    log.warning("text: step %s failed on %s (%s), page dropped: %s: %s", step, doc.url,
+                doc.doc_id, type(err).__name__, str(err)[:200])
+    return f"error:{type(err).__name__}"
+
+
 def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | None) -> Filtered:
     """The URL filter and per-document steps on one slice, plus dedup keys of survivors."""
     logging.getLogger("trafilatura").setLevel(logging.ERROR)  # it warns on every odd page
     read = ReadStats()
     docs = _pages(in_dir / chunk.warc_file, chunk, read)
-    steps: list[Step] = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
+    steps: list[Step] = [_Guarded(s) for s in
+                         ([url_filter] if url_filter is not None else []) + doc_steps(cfg)]
     stats = new_stats([*(s.name for s in steps), "dedup"])
     hasher = MinHasher(**kwargs(cfg.dedup)) if "dedup" not in cfg.skip_steps else None
     outcomes = []
@@ -123,8 +148,12 @@ def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | N
         outcome = Outcome(doc, reason)
         if reason is None and hasher is not None:
             start = time.perf_counter()
-            outcome.text_hash = text_hash(doc.text)
-            outcome.signature = hasher.of_text(doc.text)
+            try:
+                outcome.text_hash = text_hash(doc.text)
+                outcome.signature = hasher.of_text(doc.text)
+            except Exception as err:  # the page goes, the slice stays
+                outcome.reason = stats["dedup"].count(doc, _error(doc, "dedup", err),
+                                                      doc.tokens())
             stats["dedup"].seconds += time.perf_counter() - start
         outcomes.append(outcome)
     return Filtered(outcomes, stats, read)

@@ -10,7 +10,8 @@ charset-normalizer), or a drop reason (``encoding:undecodable``,
 extractors). :class:`Extraction`, the stage's ``extract`` step, chains both with the
 size and length rules: it sets the document's text and encoding and answers None or why
 it drops the page (``too_large:<bytes>``, ``empty``, ``short:<chars>``, or the
-decoding's reason), as every step does (:mod:`crawl2chat.text.steps`).
+decoding's reason), as every step does (:mod:`crawl2chat.text.steps`). A declared
+charset that is not a text encoding (``rot13``, ``base64``) counts as unknown.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import codecs
 import re
 from dataclasses import dataclass, field
 
+from crawl2chat.crawl.headers import text_encoding
 from crawl2chat.text.steps import Doc
 
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([^\s\"';,]+)", re.I)
@@ -59,14 +61,13 @@ def decode_html(payload: bytes, content_type: str | None) -> tuple[str | None, s
                           ("meta", meta_charset(payload))):
         if not label:
             continue
-        try:
-            name = codecs.lookup(label).name
-        except LookupError:
+        name = text_encoding(label)
+        if name is None:  # unknown, or a transform like rot13 or base64 that bytes refuse
             unknown = unknown or label
             continue
         try:
             return payload.decode(name), f"{source}:{name}"
-        except UnicodeDecodeError:
+        except UnicodeError:  # UnicodeDecodeError, or the plain UnicodeError idna raises
             continue
     detected = _detect(payload)
     if detected is not None:
