@@ -20,7 +20,6 @@ import contextlib
 import http
 import io
 import logging
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ def iter_responses(source: Path | BinaryIO, stats: ReadStats | None = None, *,
         path = name or str(source if isinstance(source, Path) else getattr(source, "name", "?"))
         size = fh.seek(0, io.SEEK_END)
         fh.seek(0)
-        magic = GZIP_MAGIC if fh.read(3) == GZIP_MAGIC else WARC_MAGIC
+        magic = _magic(fh.read(_DRAIN))
         start: int | None = 0
         damaged = False  # one warning per stretch of damage, not one per false restart
         while start is not None and start < size:
@@ -127,7 +126,7 @@ def iter_responses(source: Path | BinaryIO, stats: ReadStats | None = None, *,
                     log.warning("%s: skipped %d bytes at offset %d that end before a whole "
                                 "record", path, size - offset, base + offset)
                 start = None
-            except (ArchiveLoadFailed, zlib.error, EOFError, OSError, ValueError) as err:
+            except Exception as err:  # warcio on damaged bytes: AttributeError and others too
                 if "non-chunked gzip" in str(err):
                     # offsets mean nothing inside one big gzip stream: name the fix and stop
                     stats.skipped["not_chunked_gzip"] += 1
@@ -170,6 +169,9 @@ def _response(record: ArcWarcRecord, path: str, offset: int, cap: int) -> WarcRe
         raise _Damaged("truncated")
     if record.digest_checker is not None and record.digest_checker.passed is False:
         raise _Damaged("digest_mismatch")
+    if (record.length is None or not record.rec_type  # mandatory: the header block was cut
+            or not record.rec_headers.get_header("WARC-Record-ID")):
+        raise _Damaged("incomplete_warc_headers")
     if record.rec_type != "response":
         return None
     if record.http_headers is None:
@@ -190,6 +192,16 @@ def _response(record: ArcWarcRecord, path: str, offset: int, cap: int) -> WarcRe
         file=str(path),
         offset=offset,
     )
+
+
+def _magic(head: bytes) -> bytes:
+    """How the records of a file start: gzip members or plain WARC headers. The file's
+    first bytes say so, or, when they are damaged, the first record start after them."""
+    for magic in (GZIP_MAGIC, WARC_MAGIC):
+        if head.startswith(magic):
+            return magic
+    found = sorted((head.find(m), m) for m in (GZIP_MAGIC, WARC_MAGIC) if m in head)
+    return found[0][1] if found else WARC_MAGIC
 
 
 def _find(fh: BinaryIO, magic: bytes, start: int) -> int | None:
