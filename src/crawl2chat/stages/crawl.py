@@ -33,7 +33,13 @@ from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
 from crawl2chat.crawl.sources import Source, local_copy
-from crawl2chat.crawl.warc import ReadStats, WarcResponse, WarcShardWriter, iter_responses
+from crawl2chat.crawl.warc import (
+    MAX_PAYLOAD_BYTES,
+    ReadStats,
+    WarcResponse,
+    WarcShardWriter,
+    iter_responses,
+)
 from crawl2chat.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -57,7 +63,7 @@ class Cfg:
     crawler: CrawlerSettings = field(default_factory=CrawlerSettings)
     max_records: int | None = None  # stop after this many kept records (smoke runs)
     records_per_shard: int = 1000
-    max_payload_bytes: int = 20_000_000  # a larger decoded payload (a zip bomb) is a skip
+    max_payload_bytes: int = 64 << 20  # a larger decoded payload (a zip bomb) is a skip
     # the folder relative ``sources`` are read from and reports name files relative to
     root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
 
@@ -70,8 +76,8 @@ class Cfg:
             raise ConfigError("crawl.sources: give a list of WARC paths or globs")
         if self.max_records is not None and self.max_records < 1:
             raise ConfigError(f"crawl.max_records: must be >= 1 or null, got {self.max_records}")
-        if self.max_payload_bytes < 1:
-            raise ConfigError("crawl.max_payload_bytes: must be >= 1")
+        if not 1 <= self.max_payload_bytes <= MAX_PAYLOAD_BYTES:  # the text stage's limit
+            raise ConfigError(f"crawl.max_payload_bytes: from 1 to {MAX_PAYLOAD_BYTES}")
         if self.records_per_shard < 1:
             raise ConfigError(f"crawl.records_per_shard: must be >= 1, got "
                               f"{self.records_per_shard}")
