@@ -1,7 +1,9 @@
 """The whole pipeline as one Prefect flow: ``dvc repro`` rebuilds exactly the stale stages.
 
 DVC decides what is stale (code, data or params changed since ``dvc.lock``); each stage
-it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API.
+it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API as
+a child of this flow's run: the API URL and this run's id travel down to the stage
+processes in their environment.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 
 from crawl2chat.paths import project_root
 
@@ -27,6 +30,9 @@ def dvc_repro(root: str, force: bool = False) -> None:
     # stage flows started by DVC report to this flow's API instead of starting their own
     with get_client(sync_client=True) as client:
         env.setdefault("PREFECT_API_URL", str(client.api_url))
+    context = FlowRunContext.get()
+    if context and context.flow_run:  # the stages attach to this run (flows/stages.py)
+        env["CRAWL2CHAT_PARENT_FLOW_RUN"] = str(context.flow_run.id)
     subprocess.run(command, cwd=root, env=env, check=True)
 
 
