@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def _retries(stage: str) -> tuple[int, float]:
                                                   Path(__file__).with_name("deploy.py"))
     assert spec and spec.loader
     deploy = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = deploy  # its dataclass looks its module up there
     spec.loader.exec_module(deploy)
     cfg = deploy.load_cfg(paths.project_root())
     return cfg.retries.get(stage, 0), cfg.retry_delay_s

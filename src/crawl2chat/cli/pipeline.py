@@ -1,5 +1,5 @@
 """Commands that build the pipeline's outputs and name their lineage: run, compose,
-stage, audit."""
+stage, audit, report."""
 
 from __future__ import annotations
 
@@ -68,6 +68,14 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from crawl2chat.report import write_report
+
+    html_file, md_file = write_report(args.run, Path(args.output) if args.output else None)
+    print(f"wrote {html_file} and {md_file}")
+    return 0
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from crawl2chat.cli.audit import print_audit
 
@@ -108,6 +116,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", help="a stage output folder, e.g. models/sft")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="write the report card of a pipeline run (HTML + Markdown)",
+                       description="One self-contained HTML page (and its Markdown beside it) "
+                       "from what MLflow and DVC recorded for a pipeline run: data funnel, "
+                       "language mix, tokenizer compression, loss curves, throughput and MFU, "
+                       "evaluation, sample generations and the lineage chain.")
+    p.add_argument("--run", help="the pipeline run id (tag crawl2chat.pipeline_run_id of its "
+                   "stage runs; default: the latest)")
+    p.add_argument("-o", "--output", help="the HTML file (default: reports/RUN.html)")
+    p.set_defaults(func=_cmd_report)
 
 
 def _keep_failed_arg(p: argparse.ArgumentParser) -> None:
