@@ -79,16 +79,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                # the scheduler creates the upcoming runs within a second or two
                PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="1")
     _run([str(BIN / "dvc"), "init", "--no-scm", "-q"], root, env)
-    _run([str(BIN / "dvc"), "repro"], root, env)  # built once, outside the server
     run_dir = root / "run"
     server = [sys.executable, "flows/server.py"]
-    port = _free_port()
+    # the server comes up while the project is built once, outside it
+    starting = subprocess.Popen([*server, "start", "--port", str(_free_port()),
+                                 "--run-dir", str(run_dir)], cwd=root, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _run([*server, "start", "--port", str(port), "--run-dir", str(run_dir)], root, env)
+        _run([str(BIN / "dvc"), "repro"], root, env)
+        output, _ = starting.communicate(timeout=300)
+        assert starting.returncode == 0, output
         api = (run_dir / "api_url").read_text().strip()
         with httpx.Client(base_url=api, timeout=30) as client:
             yield {"root": root, "api": api, "client": client, "run_dir": run_dir}
     finally:
+        if starting.poll() is None:  # the build failed first: stop the starting, then stop
+            starting.kill()
+            starting.wait()
         _run([*server, "stop", "--run-dir", str(run_dir)], root, env)
     for name in ("server", "serve"):
         assert not (run_dir / f"{name}.pid").exists()
