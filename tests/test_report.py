@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +27,31 @@ from mlflow.entities import Metric, RunTag
 
 from crawl2chat import paths
 from crawl2chat.lineage import EXPERIMENT
-from crawl2chat.report import PIPELINE_RUN_TAG
+from crawl2chat.report import PIPELINE_RUN_TAG, write_report
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report_run"
 REBUILT = ("tokens", "base", "sft")  # crawl and text were up to date in this run
 
 
-def install(root: Path, tracking_uri: str, pipeline_run: str) -> dict[str, str]:
-    """Record the fixture's runs in ``tracking_uri`` (``REBUILT`` tagged with
-    ``pipeline_run``) and its output folders in ``root``; return stage -> new run id."""
+def install(root: Path, tracking_uri: str, pipeline_run: str | None) -> dict[str, str]:
+    """Record the fixture's runs in ``tracking_uri`` and its output folders in ``root``;
+    return stage -> new run id, and "pipeline" -> the pipeline run's id. ``REBUILT`` runs
+    are tagged with ``pipeline_run``, or without one nested under a parent run."""
     client = mlflow.MlflowClient(tracking_uri)
     experiment = (client.get_experiment_by_name(EXPERIMENT)
                   or client.get_experiment(client.create_experiment(EXPERIMENT)))
+    if pipeline_run is None:
+        parent = client.create_run(experiment.experiment_id, run_name="pipeline").info.run_id
+        link = {"mlflow.parentRunId": parent}
+    else:
+        parent, link = pipeline_run, {PIPELINE_RUN_TAG: pipeline_run}
     recorded = json.loads((FIXTURE / "runs.json").read_text())
     ids = {}
     for stage in paths.STAGES:
         run = recorded[stage]
         tags = dict(run["tags"])
         if stage in REBUILT:
-            tags[PIPELINE_RUN_TAG] = pipeline_run
+            tags.update(link)
         new = client.create_run(experiment.experiment_id, run_name=stage)
         rid = new.info.run_id
         metrics = [Metric(key, value, 0, step) for key, points in run["histories"].items()
@@ -63,21 +70,24 @@ def install(root: Path, tracking_uri: str, pipeline_run: str) -> dict[str, str]:
         manifest = json.loads((root / folder / paths.MANIFEST).read_text())
         manifest["mlflow_run_id"] = rid
         (root / folder / paths.MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return ids
+    return ids | {"pipeline": parent}
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RUN = "fixture-run-1"
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, dict[str, str]]:
-    root = tmp_path / "project"
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """One recorded store and project for the tests that only read them."""
+    folder = tmp_path_factory.mktemp("report")
+    root = folder / "project"
     root.mkdir()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("CRAWL2CHAT_ROOT", str(root))
-    return root, install(root, uri, RUN)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("CRAWL2CHAT_ROOT", str(root))
+        yield root, install(root, uri, RUN)
 
 
 def _report(root: Path, *args: str) -> str:
@@ -96,8 +106,9 @@ def test_report_finds_the_runs_of_the_pipeline_run_and_writes_html_and_markdown(
     assert f"wrote {page}" in out
     text = page.read_text()
     markdown = page.with_suffix(".md").read_text()
-    for stage, rid in ids.items():  # tagged runs and the reused ones found by manifest
-        assert rid[:12] in text and rid[:12] in markdown, stage
+    for stage in paths.STAGES:  # tagged runs and the reused ones found by manifest
+        assert ids[stage][:12] in text and ids[stage][:12] in markdown, stage
+    assert text.count("<td>rebuilt</td>") == len(REBUILT)
     assert text.count('<img class="plot"') == 6
     assert "http://" not in text and "https://" not in text.replace(
         "https://debian", "")  # only data: URIs; page text may quote crawled URLs
@@ -117,7 +128,21 @@ def test_report_names_a_missing_run(project: tuple[Path, dict[str, str]]) -> Non
     done = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "report", "--run", "nope"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "crawl2chat.pipeline_run_id='nope'" in done.stderr
+    assert "pipeline run 'nope'" in done.stderr
+
+
+def test_stage_runs_nested_under_a_pipeline_mlflow_run_are_found_by_its_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ids = install(root, uri, None)
+    html_file, _ = write_report(root=root)  # the latest: the parent run's id
+    assert html_file == root / "reports" / f"{ids['pipeline']}.html"
+    text = html_file.read_text()
+    assert all(ids[stage][:12] in text for stage in paths.STAGES)
+    assert text.count("<td>rebuilt</td>") == len(REBUILT)
 
 
 class _DevTools:
