@@ -96,9 +96,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         if starting.poll() is None:  # the build failed first: stop the starting, then stop
             starting.kill()
             starting.wait()
+        pids = [int(f.read_text()) for f in run_dir.glob("*.pid")]
         _run([*server, "stop", "--run-dir", str(run_dir)], root, env)
-    for name in ("server", "serve"):
-        assert not (run_dir / f"{name}.pid").exists()
+    assert len(pids) == 2 and not list(run_dir.glob("*.pid"))
+    for pid in pids:  # each process group is gone
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
 
 
 def _deployment(client: httpx.Client) -> dict[str, Any]:
