@@ -75,6 +75,8 @@ def start(port: int, run_dir: Path, timeout_s: float = 180) -> str:
     env = dict(os.environ)
     # flow-run logs at INFO reach the UI; the stage processes inherit it through DVC
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # the UI in the browser asks this URL (by default port 4200, whatever --port says)
+    env["PREFECT_UI_API_URL"] = url
     _launch("server", [sys.executable, "-m", "prefect", "server", "start",
                        "--host", "127.0.0.1", "--port", str(port)], env, run_dir)
     _wait(lambda: _api_answers(url), f"the Prefect server on {url}",
