@@ -92,8 +92,8 @@ def _as_child(stage_flow: Flow[[], dict[str, float]], parent: uuid.UUID) -> dict
     tracker = Task(name=stage_flow.name, fn=stage_flow.fn)
     with get_client(sync_client=True) as client:
         task_run = client.create_task_run(
-            task=tracker, flow_run_id=parent, dynamic_key=f"{stage_flow.name}-{uuid.uuid4().hex}",
-            state=Running())
+            task=tracker, flow_run_id=parent, name=stage_flow.name,
+            dynamic_key=f"{stage_flow.name}-{uuid.uuid4().hex}", state=Running())
         child = client.create_flow_run(flow=stage_flow, parameters={}, state=Pending(),
                                        parent_task_run_id=task_run.id, tags=["crawl2chat"])
     state = run_flow(stage_flow, flow_run=child, return_type="state")

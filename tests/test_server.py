@@ -122,6 +122,11 @@ def _trigger_and_wait(client: httpx.Client, timeout_s: float = 240) -> tuple[dic
     raise AssertionError(f"run {run['id']} still {run['state']['type']} after {timeout_s} s")
 
 
+def _logs(client: httpx.Client, run_id: str) -> list[dict[str, Any]]:
+    return list(client.post("/logs/filter", json={
+        "logs": {"flow_run_id": {"any_": [run_id]}}}).json())
+
+
 def _children(client: httpx.Client, run_id: str) -> dict[str, dict]:
     """The stage flow runs attached to ``run_id``, by flow name."""
     task_runs = client.post("/task_runs/filter",
@@ -140,6 +145,8 @@ def test_a_stale_free_run_completes_in_seconds_and_runs_no_stage(
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert _children(served["client"], run["id"]) == {}
     assert took < 60, f"a run with nothing stale took {took:.0f} s"
+    said = [line["message"] for line in _logs(served["client"], run["id"])]
+    assert any("Data and pipelines are up to date" in line for line in said), said
 
 
 def test_one_stale_stage_rebuilds_alone_as_a_child_run_with_artifacts_and_logs(
@@ -159,9 +166,10 @@ def test_one_stale_stage_rebuilds_alone_as_a_child_run_with_artifacts_and_logs(
     assert kinds == {"text-report": "markdown", "text-metrics": "table"}
     report = next(a for a in artifacts if a["key"] == "text-report")
     assert report["data"] == (root / "data/text/report.md").read_text()
-    logs = client.post("/logs/filter", json={
-        "logs": {"flow_run_id": {"any_": [child["id"]]}}}).json()
-    assert any("text" in line["message"] for line in logs), logs[:5]
+    assert any("quality gate text" in line["message"] for line in _logs(client, child["id"]))
+    said = [line["message"] for line in _logs(client, run["id"])]
+    assert [line for line in said if line.startswith("Running stage")] == [
+        "Running stage 'text':"], said
 
 
 def test_the_ui_talks_to_this_server(served: dict[str, Any]) -> None:
