@@ -6,6 +6,7 @@ stage flow runs hang off the pipeline run and carry their artifacts and logs.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -165,7 +166,11 @@ def test_one_stale_stage_rebuilds_alone_as_a_child_run_with_artifacts_and_logs(
     kinds = {a["key"]: a["type"] for a in artifacts}
     assert kinds == {"text-report": "markdown", "text-metrics": "table"}
     report = next(a for a in artifacts if a["key"] == "text-report")
-    assert report["data"] == (root / "data/text/report.md").read_text()
+    written = (root / "data/text/report.md").read_text()
+    assert "![funnel](funnel.png)" in written  # the image goes inline into the artifact
+    assert report["data"] == written.replace(
+        "(funnel.png)", "(data:image/png;base64,"
+        + base64.b64encode((root / "data/text/funnel.png").read_bytes()).decode() + ")")
     assert any("quality gate text" in line["message"] for line in _logs(client, child["id"]))
     said = [line["message"] for line in _logs(client, run["id"])]
     assert [line for line in said if line.startswith("Running stage")] == [

@@ -13,6 +13,7 @@ and metrics in the Prefect UI.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -135,13 +136,29 @@ def publish_artifacts(stage: str, root: Path | None = None) -> None:
     root = (root or paths.project_root()).resolve()
     report = paths.stage_output(stage, root) / paths.REPORT
     if report.is_file():
-        create_markdown_artifact(report.read_text(), key=f"{stage}-report",
-                                 description=f"report.md of stage {stage}")
+        create_markdown_artifact(inline_images(report.read_text(), report.parent),
+                                 key=f"{stage}-report", description=f"report.md of stage {stage}")
     metrics_file = paths.metrics_file(stage, root)
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         create_table_artifact([{"metric": k, "value": v} for k, v in sorted(metrics.items())],
                               key=f"{stage}-metrics", description=f"metrics of stage {stage}")
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
+
+
+def inline_images(markdown: str, folder: Path) -> str:
+    """``markdown`` with its PNG images of ``folder`` as data URIs: an artifact has no folder
+    beside it, so a relative image would not load."""
+    def embed(found: re.Match[str]) -> str:
+        file = folder / found[2]
+        if not file.is_file():
+            return found[0]
+        data = base64.b64encode(file.read_bytes()).decode()
+        return f"![{found[1]}](data:image/png;base64,{data})"
+
+    return _IMAGE.sub(embed, markdown)
 
 
 def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,
