@@ -87,7 +87,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                                  "--run-dir", str(run_dir)], cwd=root, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _run([str(BIN / "dvc"), "repro"], root, env)
+        # its stages run on an ephemeral API: a database of its own, not the server's
+        _run([str(BIN / "dvc"), "repro"], root, env | {"PREFECT_HOME": str(root / ".build")})
         output, _ = starting.communicate(timeout=300)
         assert starting.returncode == 0, output
         api = (run_dir / "api_url").read_text().strip()
