@@ -124,9 +124,16 @@ def _trigger_and_wait(client: httpx.Client, timeout_s: float = 240) -> tuple[dic
     raise AssertionError(f"run {run['id']} still {run['state']['type']} after {timeout_s} s")
 
 
-def _logs(client: httpx.Client, run_id: str) -> list[dict[str, Any]]:
-    return list(client.post("/logs/filter", json={
-        "logs": {"flow_run_id": {"any_": [run_id]}}}).json())
+def _said(client: httpx.Client, run_id: str, wanted: str, timeout_s: float = 30) -> list[str]:
+    """The log messages of ``run_id`` once one contains ``wanted`` (a run's last lines
+    reach the API after its final state)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        messages = [line["message"] for line in client.post("/logs/filter", json={
+            "logs": {"flow_run_id": {"any_": [run_id]}}}).json()]
+        if any(wanted in m for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
 
 
 def _children(client: httpx.Client, run_id: str) -> dict[str, dict]:
@@ -147,7 +154,7 @@ def test_a_stale_free_run_completes_in_seconds_and_runs_no_stage(
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert _children(served["client"], run["id"]) == {}
     assert took < 60, f"a run with nothing stale took {took:.0f} s"
-    said = [line["message"] for line in _logs(served["client"], run["id"])]
+    said = _said(served["client"], run["id"], "Data and pipelines are up to date")
     assert any("Data and pipelines are up to date" in line for line in said), said
 
 
@@ -172,8 +179,9 @@ def test_one_stale_stage_rebuilds_alone_as_a_child_run_with_artifacts_and_logs(
     assert report["data"] == written.replace(
         "(funnel.png)", "(data:image/png;base64,"
         + base64.b64encode((root / "data/text/funnel.png").read_bytes()).decode() + ")")
-    assert any("quality gate text" in line["message"] for line in _logs(client, child["id"]))
-    said = [line["message"] for line in _logs(client, run["id"])]
+    said = _said(client, child["id"], "quality gate text")
+    assert any("quality gate text" in line for line in said), said
+    said = _said(client, run["id"], "Running stage")
     assert [line for line in said if line.startswith("Running stage")] == [
         "Running stage 'text':"], said
 
