@@ -65,8 +65,9 @@ def _launch(name: str, command: list[str], env: dict[str, str], run_dir: Path) -
     (run_dir / f"{name}.pid").write_text(f"{process.pid}\n")
 
 
-def start(port: int, run_dir: Path, timeout_s: float = 180) -> str:
-    """Start the server and the serving process; return the API URL."""
+def start(port: int, run_dir: Path, log_level: str = "INFO", timeout_s: float = 180) -> str:
+    """Start the server and the serving process (its runs logging at ``log_level``);
+    return the API URL."""
     root = project_root()
     if any((run_dir / f"{name}.pid").exists() for name in PROCESSES):
         raise SystemExit(f"{run_dir} has pid files: run `make server-stop` first")
@@ -74,7 +75,7 @@ def start(port: int, run_dir: Path, timeout_s: float = 180) -> str:
     url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ)
     # flow-run logs at INFO reach the UI; the stage processes inherit it through DVC
-    env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    env["PREFECT_LOGGING_LEVEL"] = log_level
     # the UI in the browser asks this URL (by default port 4200, whatever --port says)
     env["PREFECT_UI_API_URL"] = url
     _launch("server", [sys.executable, "-m", "prefect", "server", "start",
@@ -130,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="pid files and logs (default: $PREFECT_HOME/server)")
     args = parser.parse_args(argv)
+    # the user's level, else INFO: read before configure() quiets this process to WARNING
+    log_level = os.environ.get("PREFECT_LOGGING_LEVEL", "INFO")
     runtime.configure()
     run_dir = args.run_dir or Path(os.environ["PREFECT_HOME"]) / "server"
     if args.action == "start":
-        url = start(args.port, run_dir)
+        url = start(args.port, run_dir, log_level)
         print(f"Prefect UI: {url.removesuffix('/api')}  (API {url}); logs in {run_dir}")
     else:
         pids = stop(run_dir)
