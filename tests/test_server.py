@@ -189,7 +189,8 @@ def test_one_stale_stage_rebuilds_alone_as_a_child_run_with_artifacts_and_logs(
 def test_the_ui_talks_to_this_server(served: dict[str, Any]) -> None:
     base = served["api"].removesuffix("/api")
     assert httpx.get(f"{base}/ui-settings").json()["api_url"] == served["api"]
-    assert "<html" in httpx.get(f"{base}/deployments").text.lower()
+    page = httpx.get(f"{base}/", headers={"Accept": "text/html"}, follow_redirects=True)
+    assert "<html" in page.text.lower()
 
 
 def test_the_schedule_comes_from_conf_deploy_with_its_next_run_time(
