@@ -26,6 +26,7 @@ import pytest
 from mlflow.entities import Metric, RunTag
 
 from crawl2chat import paths
+from crawl2chat.cli import main
 from crawl2chat.lineage import EXPERIMENT
 from crawl2chat.report import PIPELINE_RUN_TAG, write_report
 
@@ -122,13 +123,12 @@ def test_report_finds_the_runs_of_the_pipeline_run_and_writes_html_and_markdown(
     assert digest[:16] in text  # the lineage chain names what each stage read
 
 
-def test_report_names_a_missing_run(project: tuple[Path, dict[str, str]]) -> None:
-    root, _ = project
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "report", "--run", "nope"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert "pipeline run 'nope'" in done.stderr
+def test_report_names_a_missing_run(project: tuple[Path, dict[str, str]],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        main(["report", "--run", "nope"])
+    assert exit_status.value.code == 2
+    assert "pipeline run 'nope'" in capsys.readouterr().err
 
 
 def test_stage_runs_nested_under_a_pipeline_mlflow_run_are_found_by_its_id(
