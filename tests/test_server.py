@@ -56,7 +56,7 @@ def _project(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _run(args: list[str], root: Path, env: dict[str, str], timeout: float = 300) -> str:
+def _run(args: list[str], root: Path, env: dict[str, str], timeout: float = 600) -> str:
     done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert done.returncode == 0, f"{args} failed:\n{(done.stdout + done.stderr)[-5000:]}"
@@ -89,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     try:
         # its stages run on an ephemeral API: a database of its own, not the server's
         _run([str(BIN / "dvc"), "repro"], root, env | {"PREFECT_HOME": str(root / ".build")})
-        output, _ = starting.communicate(timeout=300)
+        output, _ = starting.communicate(timeout=600)
         assert starting.returncode == 0, output
         api = (run_dir / "api_url").read_text().strip()
         with httpx.Client(base_url=api, timeout=30) as client:
