@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean help
+.PHONY: setup demo test lint clean help server server-stop
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ setup: $(STAMP)  ## create .venv and install the pinned dependencies
 
 demo: setup  ## run the whole pipeline on the bundled sample (CPU)
 	$(BIN)/crawl2chat run
+
+PORT ?= 4200
+server: setup  ## start a Prefect server on 127.0.0.1:$(PORT) and serve the scheduled pipeline
+	$(BIN)/python flows/server.py start --port $(PORT)
+
+server-stop:  ## stop what `make server` started
+	$(BIN)/python flows/server.py stop
 
 test: setup  ## run the test suite
 	$(BIN)/python -m pytest -q

@@ -13,12 +13,13 @@ later ``serve`` to pick up. Each run is ``dvc repro``: only stale stages rebuild
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crawl2chat import config, runtime
-from crawl2chat.paths import project_root
+from crawl2chat.errors import ConfigError
+from crawl2chat.paths import STAGES, project_root
 
 
 @dataclass
@@ -28,6 +29,15 @@ class DeployCfg:
     name: str = "crawl2chat-nightly"
     cron: str = "0 3 * * *"
     timezone: str = "UTC"
+    # attempts after a transient failure (not a failed gate), per stage; none by default
+    retries: dict[str, int] = field(default_factory=dict)
+    retry_delay_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for stage, count in self.retries.items():
+            if stage not in STAGES or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"deploy.retries.{stage}: a stage of {list(STAGES)} "
+                                  f"and a count >= 0, got {count!r}")
 
 
 def load_cfg(root: Path) -> DeployCfg:

@@ -1,18 +1,22 @@
 """The whole pipeline as one Prefect flow: ``dvc repro`` rebuilds exactly the stale stages.
 
 DVC decides what is stale (code, data or params changed since ``dvc.lock``); each stage
-it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API.
+it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API as
+a child of this flow's run: the API URL and this run's id travel down to the stage
+processes in their environment.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 
 from crawl2chat.paths import project_root
 
@@ -27,7 +31,28 @@ def dvc_repro(root: str, force: bool = False) -> None:
     # stage flows started by DVC report to this flow's API instead of starting their own
     with get_client(sync_client=True) as client:
         env.setdefault("PREFECT_API_URL", str(client.api_url))
-    subprocess.run(command, cwd=root, env=env, check=True)
+    context = FlowRunContext.get()
+    if context and context.flow_run:  # the stages attach to this run (flows/stages.py)
+        env["CRAWL2CHAT_PARENT_FLOW_RUN"] = str(context.flow_run.id)
+    _run_logged(command, root, env)
+
+
+# what DVC itself says (which stage runs or is skipped); the stages log to their own runs
+_DVC_SAYS = re.compile(r"(Running stage|Stage '|Updating lock file|Data and pipelines|ERROR)")
+
+
+def _run_logged(command: list[str], root: str, env: dict[str, str]) -> None:
+    """Run ``command``, echoing its output; DVC's own lines also go to this run's log."""
+    logger = get_run_logger()
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    assert process.stdout is not None
+    for line in process.stdout:
+        sys.stdout.write(line)
+        if _DVC_SAYS.match(line):
+            logger.info(line.rstrip())
+    if process.wait():
+        raise subprocess.CalledProcessError(process.returncode, command)
 
 
 @flow(name="pipeline", description="crawl -> text -> tokens -> base -> sft via dvc repro")

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner",),
     ("quality",),
     ("stages",),
-    ("serve", "synth", "chat_eval"),
+    ("serve", "synth", "chat_eval", "report"),
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),

@@ -15,8 +15,8 @@ import pytest
 from crawl2chat import paths
 from crawl2chat.cli import build_parser
 
-COMMANDS = {"run", "compose", "stage", "audit", "chat", "generate", "next-token", "export",
-            "serve", "synth", "tokenize", "extract", "langid", "pii"}
+COMMANDS = {"run", "compose", "stage", "audit", "report", "chat", "generate", "next-token",
+            "export", "serve", "synth", "tokenize", "extract", "langid", "pii"}
 
 # a typical command line per command, and what the parsed arguments must hold
 TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
@@ -25,7 +25,10 @@ TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
     (["run"], {"overrides": [], "force": False}),
     (["compose", "experiment=demo"], {"overrides": ["experiment=demo"], "saved": False}),
     (["compose", "--saved"], {"overrides": [], "saved": True}),
-    (["stage", "tokens"], {"name": "tokens"}),
+    (["stage", "tokens"], {"name": "tokens", "keep_failed": False}),
+    (["stage", "text", "--keep-failed"], {"name": "text", "keep_failed": True}),
+    (["report", "--run", "abc", "-o", "card.html"], {"run": "abc", "output": "card.html"}),
+    (["report"], {"run": None, "output": None}),
     (["audit", "models/sft", "--json"], {"model_dir": "models/sft", "json": True}),
     (["chat", "models/sft", "-m", "Hello", "--temperature", "0", "--seed", "3"],
      {"model_dir": "models/sft", "message": "Hello", "temperature": 0.0, "seed": 3,

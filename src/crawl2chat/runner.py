@@ -5,11 +5,15 @@ project by the stage's ``resolve`` where it has one), run the pure core into a
 temporary folder, run the stage's quality gate on it, write ``manifest.json``,
 then swap the temporary folder into place (so an interrupted or failed stage never
 leaves a half output for DVC to cache), write the DVC metrics file and close the
-MLflow run that records all of it.
+MLflow run that records all of it. The gate's results (``quality/``) go to MLflow passed
+or failed; with ``$CRAWL2CHAT_KEEP_FAILED`` set a failed run's folder is kept as
+``NAME.failed`` for inspection. ``publish_artifacts`` shows a finished stage's report
+and metrics in the Prefect UI.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ from crawl2chat import config, lineage, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
+from crawl2chat.quality.suite import RESULTS_DIR
 
 log = logging.getLogger("crawl2chat")
 
@@ -84,9 +89,11 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             }
             lineage.write_manifest(tmp, manifest)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _log_quality_results(tmp)
+            _discard_failed(tmp, out_dir)
             raise
         _swap_into_place(tmp, out_dir)
+        _log_quality_results(out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
         run.finish(metrics, out_dir, folder_digest(out_dir), details)
@@ -94,6 +101,64 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+KEEP_FAILED_ENV = "CRAWL2CHAT_KEEP_FAILED"  # `--keep-failed`: DVC passes it down to stages
+FAILED_SUFFIX = ".failed"
+
+
+def _discard_failed(tmp: Path, out_dir: Path) -> None:
+    """Remove a failed run's folder, or keep it as ``NAME.failed`` (replacing an older one)
+    when ``$CRAWL2CHAT_KEEP_FAILED`` is set, so that its gate results can be read."""
+    if not os.environ.get(KEEP_FAILED_ENV):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    kept = out_dir.with_name(out_dir.name + FAILED_SUFFIX)
+    shutil.rmtree(kept, ignore_errors=True)
+    tmp.rename(kept)
+    log.warning("kept the failed output of %s in %s", out_dir.name, kept)
+
+
+def _log_quality_results(folder: Path) -> None:
+    """Log the gate's validation results (JSON, Data Docs HTML) to the active MLflow run."""
+    import mlflow
+
+    results = folder / RESULTS_DIR
+    if results.is_dir() and mlflow.active_run() is not None:
+        mlflow.log_artifacts(str(results), artifact_path=RESULTS_DIR)
+
+
+def publish_artifacts(stage: str, root: Path | None = None) -> None:
+    """The stage's ``report.md`` as a Prefect markdown artifact and its DVC metrics as a
+    table artifact, on the current flow run (Prefect shows them in the run's Artifacts)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    root = (root or paths.project_root()).resolve()
+    report = paths.stage_output(stage, root) / paths.REPORT
+    if report.is_file():
+        create_markdown_artifact(inline_images(report.read_text(), report.parent),
+                                 key=f"{stage}-report", description=f"report.md of stage {stage}")
+    metrics_file = paths.metrics_file(stage, root)
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        create_table_artifact([{"metric": k, "value": v} for k, v in sorted(metrics.items())],
+                              key=f"{stage}-metrics", description=f"metrics of stage {stage}")
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
+
+
+def inline_images(markdown: str, folder: Path) -> str:
+    """``markdown`` with its PNG images of ``folder`` as data URIs: an artifact has no folder
+    beside it, so a relative image would not load."""
+    def embed(found: re.Match[str]) -> str:
+        file = folder / found[2]
+        if not file.is_file():
+            return found[0]
+        data = base64.b64encode(file.read_bytes()).decode()
+        return f"![{found[1]}](data:image/png;base64,{data})"
+
+    return _IMAGE.sub(embed, markdown)
 
 
 def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,

@@ -1,26 +1,35 @@
 """Commands that build the pipeline's outputs and name their lineage: run, compose,
-stage, audit."""
+stage, audit, report."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from crawl2chat import paths, runtime
 
 
-def _flow(file_name: str, flow_name: str, root: Path) -> Any:
-    """The flow ``flow_name`` of the project's ``flows/FILE_NAME.py``, loaded from the file
-    as Prefect loads a deployment's entrypoint: the flows belong to the project (as
-    dvc.yaml does), not to the installed package."""
-    from prefect.flows import load_flow_from_entrypoint
+def _flow(file_name: str, name: str, root: Path) -> Any:
+    """The flow (or function) ``name`` of the project's ``flows/FILE_NAME.py``, loaded from
+    the file as Prefect loads a deployment's entrypoint: the flows belong to the project
+    (as dvc.yaml does), not to the installed package."""
+    from prefect.utilities.importtools import import_object
 
     file = paths.flow_file(file_name, root)
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing: run crawl2chat inside its project")
-    return load_flow_from_entrypoint(f"{file}:{flow_name}", use_placeholder_flow=False)
+    return import_object(f"{file}:{name}")
+
+
+def _keep_failed(args: argparse.Namespace) -> None:
+    """``--keep-failed``: through the environment, so that stages run by DVC see it too."""
+    if args.keep_failed:
+        from crawl2chat.runner import KEEP_FAILED_ENV
+
+        os.environ[KEEP_FAILED_ENV] = "1"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -31,6 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config.write_params(root, config.compose(root))
     pipeline = _flow("pipeline", "pipeline", root)
     runtime.quiet_libraries()
+    _keep_failed(args)
     pipeline(force=args.force)
     print("\nDone. Talk to the model:  crawl2chat chat models/sft")
     print("Data behind it:           crawl2chat audit models/sft")
@@ -50,10 +60,19 @@ def _cmd_compose(args: argparse.Namespace) -> int:
 
 
 def _cmd_stage(args: argparse.Namespace) -> int:
-    stage_flow = _flow("stages", args.name, paths.project_root())
+    run_stage = _flow("stages", "run_stage", paths.project_root())
     runtime.quiet_libraries()
-    metrics = stage_flow()
+    _keep_failed(args)
+    metrics = run_stage(args.name)
     print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from crawl2chat.report import write_report
+
+    html_file, md_file = write_report(args.run, Path(args.output) if args.output else None)
+    print(f"wrote {html_file} and {md_file}")
     return 0
 
 
@@ -72,6 +91,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                    help="Hydra overrides, e.g. experiment=smoke base.max_steps=100")
     p.add_argument("--force", action="store_true", help="rebuild every stage")
+    _keep_failed_arg(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compose", help="resolve conf/ (+ overrides) into params.yaml",
@@ -87,6 +107,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        + ", ".join(paths.STAGES) + ". Writes its output folder atomically, "
                        "checks it with its quality gate and logs an MLflow run.")
     p.add_argument("name", choices=paths.STAGES, help="the stage to run")
+    _keep_failed_arg(p)
     p.set_defaults(func=_cmd_stage)
 
     p = sub.add_parser("audit", help="name the data and runs behind a model",
@@ -95,3 +116,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", help="a stage output folder, e.g. models/sft")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("report", help="write the report card of a pipeline run (HTML + Markdown)",
+                       description="One self-contained HTML page (and its Markdown beside it) "
+                       "from what MLflow and DVC recorded for a pipeline run: data funnel, "
+                       "language mix, tokenizer compression, loss curves, throughput and MFU, "
+                       "evaluation, sample generations and the lineage chain.")
+    p.add_argument("--run", help="the pipeline run id (tag crawl2chat.pipeline_run_id of its "
+                   "stage runs; default: the latest)")
+    p.add_argument("-o", "--output", help="the HTML file (default: reports/RUN.html)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _keep_failed_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep a failed stage's output folder as NAME.failed (its quality/ "
+                   "holds the gate's results) instead of removing it")

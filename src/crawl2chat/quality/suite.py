@@ -1,10 +1,17 @@
-"""Validate data frames against GX expectations and explain failures in plain words."""
+"""Validate data frames against GX expectations and explain failures in plain words.
+
+In: a stage's tables (data frames and their expectations). Out: the names of the checks
+that passed, or :class:`GateFailed` listing the failures; either way, given a folder, the
+validation results as JSON and as GX Data Docs HTML (:data:`RESULTS_DIR`) for inspection.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,6 +19,8 @@ import pandas as pd
 from crawl2chat.errors import GateFailed
 
 log = logging.getLogger("crawl2chat.quality")
+
+RESULTS_DIR = "quality"  # inside the stage output: <table>.json and <table>.html per table
 
 
 @dataclass
@@ -42,8 +51,11 @@ def _gx_context() -> Any:
     return _context
 
 
-def validate(stage: str, tables: list[Table]) -> list[str]:
-    """Run every table's expectations; raise GateFailed naming each failure."""
+def validate(stage: str, tables: list[Table], keep_in: Path | None = None) -> list[str]:
+    """Run every table's expectations; raise GateFailed naming each failure.
+
+    With ``keep_in``, each table's result is written to ``keep_in/quality/`` first,
+    passed or failed."""
     import great_expectations as gx
 
     context = _gx_context()
@@ -59,6 +71,8 @@ def validate(stage: str, tables: list[Table]) -> list[str]:
         for expectation in table.expectations:
             suite.add_expectation(expectation)
         result = batch.validate(suite)
+        if keep_in is not None:
+            write_result(result, keep_in / RESULTS_DIR, table.name)
         for item in result.results:
             described = describe(item.expectation_config)
             if item.success:
@@ -70,6 +84,18 @@ def validate(stage: str, tables: list[Table]) -> list[str]:
                          + "\n  - ".join(failures))
     log.info("quality gate %s: %d checks passed", stage, len(passed))
     return passed
+
+
+def write_result(result: Any, folder: Path, name: str) -> None:
+    """``result`` as ``name.json`` and as a GX Data Docs page ``name.html`` in ``folder``."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(
+        json.dumps(result.to_json_dict(), indent=2, default=str) + "\n")
+    page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    (folder / f"{name}.html").write_text(page)
 
 
 def describe(config: Any) -> str:
