@@ -31,7 +31,7 @@ CC_LARGEST = ("en", "ru", "de", "ja", "zh", "es", "fr", "it", "pt", "nl", "pl", 
 LID_ALIASES = {"nb": "no"}
 THRESHOLDS_FILE = Path(__file__).with_name("fineweb2_thresholds.tsv")
 _WARNED: set[str] = set()
-_LABEL = re.compile(r"^([a-z]{2,3})(?:[_-]([A-Za-z]{4}))?$")
+_LABEL = re.compile(r"^([A-Za-z]{2,3})(?:[_-]([A-Za-z]{4}))?$")
 
 
 @cache

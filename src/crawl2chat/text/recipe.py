@@ -229,12 +229,14 @@ class Cfg:
             out = {section: dict(values) for section, values in published[1].items()}
         else:
             self.threshold_source[lang] = "English (FineWeb)"
-        for section, values in self._overrides.get(lang, {}).items():
+        overrides = self._overrides.get(lang, {})
+        if overrides:
+            self.threshold_source[lang] += " + per_language"
+        for section, values in overrides.items():
             if section not in PER_LANGUAGE or (section == "lang" and set(values) - {"min_score"}):
                 raise ConfigError(f"text.per_language.{lang}: unknown {section!r}: {values}; "
                                   f"sections: {list(PER_LANGUAGE)} (lang: min_score only)")
             out.setdefault(section, {}).update(values)
-            self.threshold_source[lang] += " + per_language"
         return out
 
     def _set_language_values(self) -> None:
