@@ -73,13 +73,27 @@ RU = (rf"(?:\b\d{{6}}, )?(?:г\. ?[А-ЯЁ][а-яё-]+, )?(?<!\w){_RU_TYPE} ?{_R
       rf"(?:д\.|дом) ?\d{{1,4}}[а-я]?\b(?:,? (?:корп\.|к\.|стр\.) ?\d{{1,3}}\b)?"
       rf"(?:,? (?:кв\.|квартира|оф\.) ?\d{{1,4}}\b)?")
 
-PATTERN = re.compile("|".join(f"(?:{p})" for p in (UK, DE, FR, ES, PT, RU)))
+# per format: a cheap test whether the text can hold one, and the full pattern
+FORMATS = [(re.compile(trigger), re.compile(pattern)) for trigger, pattern in (
+    (UK_POSTCODE, UK),
+    (rf"(?:{_DE_END}|{_DE_TYPE}) \d|\d, ?\d{{5}} [A-ZÄÖÜ]", DE),
+    (rf"\d,? {_FR_TYPE} ", FR),
+    (rf"{_ES_TYPE} ", ES),
+    (rf"{_PT_TYPE} ", PT),
+    (_RU_TYPE, RU))]
 
 
 def intl_address_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each address in one of the formats above, in order."""
+    """(start, end) of each address in one of the formats above, in order, none
+    overlapping (the earlier, then the longer wins)."""
     if not any(ch.isdigit() for ch in text):
         return []
     # a town's word may take the sentence's full stop with it
-    return [(m.start(), m.start() + len(m.group().rstrip(" ,.")))
-            for m in PATTERN.finditer(text)]
+    found = sorted(((m.start(), m.start() + len(m.group().rstrip(" ,.")))
+                    for trigger, pattern in FORMATS if trigger.search(text)
+                    for m in pattern.finditer(text)), key=lambda s: (s[0], -s[1]))
+    spans: list[tuple[int, int]] = []
+    for start, end in found:
+        if not spans or start >= spans[-1][1]:
+            spans.append((start, end))
+    return spans
