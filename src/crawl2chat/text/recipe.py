@@ -1,7 +1,9 @@
 """The text recipe's settings: the ``text`` section of the config, checked.
 
-In: the ``text`` config section. Out: :class:`Cfg` (with ``shares`` and ``min_scores``
-per language worked out), one dataclass per step section (``url``, ``gopher_rep``,
+In: the ``text`` config section. Out: :class:`Cfg` (with ``shares``, ``min_scores`` and
+``threshold_source`` per language worked out, languages as lid.176 codes, and each
+per-language section's ``by_language`` values: FineWeb-2's thresholds, then
+``per_language``'s), one dataclass per step section (``url``, ``gopher_rep``,
 ``gopher_quality``, ``c4``, ``fineweb``, ``dedup``, ``pii``; defaults are the published
 FineWeb / Gopher / C4 values) and :data:`ORDER`, every step's name in pipeline order.
 Each step extends its settings class with what it does (``GopherRepetition`` is a
@@ -221,7 +223,6 @@ class Cfg:
         for name in ("min_chars", "max_html_bytes", "chunk_records"):
             if getattr(self, name) < (0 if name == "min_chars" else 1):
                 raise ConfigError(f"text.{name}: too small: {getattr(self, name)}")
-
 
     def _language_values(self, lang: str) -> dict[str, dict[str, Any]]:
         """``lang``'s own values per section: FineWeb-2's, then ``per_language``'s."""
