@@ -35,6 +35,13 @@ def test_a_short_language_is_reported_and_the_rest_must_still_hold() -> None:
     assert gaps.loc["es", "unexplained_gap"] > cfg.mix_tolerance
 
 
+def test_pages_of_an_unconfigured_language_count_against_the_mix() -> None:
+    cfg = Cfg(languages={"en": 1.0})
+    docs, gone = _frames({"en": 6, "de": 1}, {})
+    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    assert gaps.loc["en", "unexplained_gap"] == pytest.approx(1 / 7)
+
+
 def test_an_unbalanced_language_is_not_short_when_its_own_pages_were_dropped() -> None:
     cfg = Cfg(languages={"en": 0.5, "de": 0.5})
     docs, gone = _frames({"en": 80, "de": 20}, {"de": 5, "en": 5})

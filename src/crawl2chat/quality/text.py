@@ -107,8 +107,10 @@ def language_gaps(docs: pd.DataFrame, gone: pd.DataFrame, cfg: Any) -> pd.DataFr
     short = {lang for lang, share in cfg.shares.items()
              if achieved.get(lang, 0.0) < share - cfg.mix_tolerance
              and lang not in mixed_out and mixed_out - {lang}}
-    rest_target = sum(v for k, v in cfg.shares.items() if k not in short) or 1.0
-    rest_achieved = sum(achieved.get(k, 0.0) for k in cfg.shares if k not in short) or 1.0
+    # what the short languages leave to the others (pages of any other language count
+    # against the others, so an unconfigured language cannot hide)
+    rest_target = (1.0 - sum(cfg.shares[k] for k in short)) or 1.0
+    rest_achieved = (1.0 - sum(achieved.get(k, 0.0) for k in short)) or 1.0
     rows = []
     for lang, share in cfg.shares.items():
         got = float(achieved.get(lang, 0.0))
