@@ -203,7 +203,7 @@ def test_text_gate_fails_on_bad_documents(texts, tmp_path):
     message = str(failed.value)
     for expected in ("column='text_hash'", "column='lang'", "column='text_chars'",
                      "column='score_margin'", "column_A='docs_in'", "column='pii_left'",
-                     "language_mix: expect_column_values_to_be_between(column='gap'"):
+                     "language_mix: expect_column_values_to_be_between(column='unexplained_gap'"):
         assert expected in message
     assert "column='doc_id'" not in message  # ids are still unique
 

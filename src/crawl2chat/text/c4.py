@@ -6,7 +6,9 @@ without the lines the rules remove) or ``lorem_ipsum``, ``curly_bracket`` or
 with fewer than ``min_words_per_line`` words, mentioning javascript or a cookie/terms
 policy are removed; citation marks (``[1]``, ``[edit]``) are cut. FineWeb switches off
 C4's terminal-punctuation rule (a line must end in ``.?!"'``), so it is off by default
-here too and can be switched on (:class:`~crawl2chat.text.recipe.C4Cfg`).
+here too and can be switched on (:class:`~crawl2chat.text.recipe.C4Cfg`). Words are
+whitespace pieces, except in languages written without spaces (Chinese, Japanese,
+Thai), where the language's segmenter counts them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 from crawl2chat.text.recipe import C4Cfg
 from crawl2chat.text.steps import Doc
-from crawl2chat.text.words import sentences
+from crawl2chat.text.words import NO_SPACES, sentences, words
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -31,9 +33,10 @@ class C4(C4Cfg):
     def __call__(self, doc: Doc) -> str | None:
         kept: list[str] = []
         n_sentences = 0
+        segmented = doc.lang in NO_SPACES
         for raw in doc.text.splitlines():
             line = raw.strip()
-            line_words = line.split()
+            line_words = words(line, doc.lang) if segmented else line.split()
             if self.max_word_length >= 0 and any(len(w) > self.max_word_length
                                                  for w in line_words):
                 continue

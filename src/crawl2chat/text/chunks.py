@@ -166,7 +166,8 @@ def redact_chunk(docs: list[Doc], pii: PiiRedactor,
     stats = StepStats("pii")
     tokens_in = [doc.tokens() for doc in docs]
     start = time.perf_counter()
-    done = pii.redact_many([doc.text for doc in docs], [doc.lang for doc in docs])
+    done = pii.redact_many([doc.text for doc in docs], [doc.lang for doc in docs],
+                           [doc.url for doc in docs])
     stats.seconds = time.perf_counter() - start
     found: Counter[str] = Counter()
     texts = []

@@ -5,6 +5,7 @@ In: a :class:`~crawl2chat.text.steps.Doc`. Out: None (keep) or the rule that fir
 ``short_line_ratio`` (over 67% of lines have at most 30 characters),
 ``char_dup_ratio`` (over 1% of characters sit in repeated lines) or ``list_ratio``
 (more than 0.3 newlines per word); ``empty`` for a text without a non-blank line.
+A language may have its own thresholds (``by_language``, FineWeb-2's).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class FineWebRules(FineWebCfg):
     name: str = field(default="fineweb", init=False)
 
     def __call__(self, doc: Doc) -> str | None:
+        return self.for_language(doc.lang).check(doc)
+
+    def check(self, doc: Doc) -> str | None:
+        """The rules with these settings, whatever the document's language."""
         text = doc.text
         lines = [line for line in text.split("\n") if line.strip()]
         if not lines:
@@ -40,6 +45,6 @@ class FineWebRules(FineWebCfg):
         # are few even for the pieces, the (costlier) word count cannot change the answer
         newlines = text.count("\n")
         if newlines / max(len(text.split()), 1) > self.new_line_ratio and (
-                newlines / max(len(words(text)), 1) > self.new_line_ratio):
+                newlines / max(len(words(text, doc.lang)), 1) > self.new_line_ratio):
             return "list_ratio"
         return None

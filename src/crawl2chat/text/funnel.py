@@ -2,8 +2,8 @@
 
 In: the output folder, the stage ``Cfg``, the kept and removed frames and the stage's
 ``counts`` (per-step rows from :class:`~crawl2chat.text.steps.StepStats`, target and
-achieved language shares, PII replacements, damaged records). Out: ``funnel.png`` and
-``report.md`` in that folder.
+achieved language shares, PII replacements, damaged records). Out: ``funnel.png``,
+``mix.png`` (:mod:`crawl2chat.text.mix_plot`) and ``report.md`` in that folder.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crawl2chat import paths
+from crawl2chat.text.mix_plot import MIX_PNG, filter_lines, plot_mix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +65,8 @@ def write_report(out_dir: Path, cfg: Any, docs: pd.DataFrame, gone: pd.DataFrame
         lines.append(f"| {lang} | {target.get(lang, 0.0):.1%} | "
                      f"{cfg.min_scores.get(lang, float('nan')):.2f} | "
                      f"{achieved.get(lang, 0.0):.1%} | {int(per_lang.get(lang, 0))} |")
+    plot_mix(out_dir, target, achieved, cfg.mix_tolerance)
+    lines += ["", f"![language mix]({MIX_PNG})", "", *filter_lines(cfg)]
     pii = counts["pii_replaced"]
     lines += ["", f"PII replaced ({cfg.pii.mode}): "
               + (", ".join(f"{k} {v}" for k, v in sorted(pii.items())) or "none"), "",

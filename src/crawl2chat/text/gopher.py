@@ -6,8 +6,11 @@ Out: None (keep) or the rule that fired, e.g. ``dup_line_frac``, ``top_2_gram``,
 The thresholds are :class:`~crawl2chat.text.recipe.GopherRepCfg` and
 :class:`~crawl2chat.text.recipe.GopherQualityCfg`; a ratio equal to its threshold is
 kept (the rules drop on ``>``/``<`` strictly, as in datatrove). Words are cut as
-datatrove cuts them (:func:`~crawl2chat.text.words.words`). Stop words are per
-language; a language without its own list uses the English one.
+datatrove cuts them, per language (:func:`~crawl2chat.text.words.words`). Each language
+may have its own thresholds (``by_language``: FineWeb-2's, see
+:class:`~crawl2chat.text.recipe.Cfg`). Stop words are per language: ``stop_words``
+from the config, else Gopher's for English and spaCy's list for the others; a language
+with neither skips the stop-word rule.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from crawl2chat.text.languages import stop_words
 from crawl2chat.text.recipe import GopherQualityCfg, GopherRepCfg
 from crawl2chat.text.steps import Doc
 from crawl2chat.text.words import PUNCTUATION_SET, words
@@ -73,6 +77,10 @@ class GopherRepetition(GopherRepCfg):
     name: str = field(default="gopher_rep", init=False)
 
     def __call__(self, doc: Doc) -> str | None:
+        return self.for_language(doc.lang).check(doc)
+
+    def check(self, doc: Doc) -> str | None:
+        """The rules with these settings, whatever the document's language."""
         text = doc.text
         if not text:
             return "empty"
@@ -85,7 +93,7 @@ class GopherRepetition(GopherRepCfg):
                 return f"dup_{unit}_frac"
             if chars / len(text) > char_frac:
                 return f"dup_{unit}_char_frac"
-        tokens = words(text)
+        tokens = words(text, doc.lang)
         for n, limit in sorted(self.top_n_grams.items()):
             if top_ngram_chars(tokens, int(n)) / len(text) > limit:
                 return f"top_{n}_gram"
@@ -102,8 +110,12 @@ class GopherQuality(GopherQualityCfg):
     name: str = field(default="gopher_quality", init=False)
 
     def __call__(self, doc: Doc) -> str | None:
+        return self.for_language(doc.lang).check(doc)
+
+    def check(self, doc: Doc) -> str | None:
+        """The rules with these settings, whatever the document's language."""
         text = doc.text
-        tokens = words(text)
+        tokens = words(text, doc.lang)
         real = [w for w in tokens if any(ch not in PUNCTUATION_SET for ch in w)]
         if len(real) < self.min_doc_words:
             return "short_doc"
@@ -128,8 +140,8 @@ class GopherQuality(GopherQualityCfg):
         alpha = sum(any(c.isalpha() for c in w) for w in tokens)
         if alpha / len(tokens) < self.max_non_alpha_words_ratio:
             return "below_alpha_threshold"
-        stop = set(self.stop_words.get(doc.lang) or self.stop_words.get("en", []))
+        stop = set(self.stop_words.get(doc.lang) or stop_words(doc.lang or "en"))
         # distinct stop words, as Gopher states it ("at least two of ..."), not occurrences
-        if self.min_stop_words and len(stop.intersection(tokens)) < self.min_stop_words:
+        if stop and self.min_stop_words and len(stop.intersection(tokens)) < self.min_stop_words:
             return "few_stop_words"
         return None

@@ -1,7 +1,7 @@
 """PII redaction: e-mail and IP addresses as FineWeb does, plus phone numbers, person
-names and postal addresses.
+names and postal addresses, in the document's language.
 
-In: text and its language. Out: :meth:`PiiRedactor.redact` gives the text with each
+In: text, its language and URL. Out: :meth:`PiiRedactor.redact` gives the text with each
 e-mail address, public IPv4/IPv6 address, phone number, person name and postal address
 replaced, and how many of each kind it replaced; :meth:`PiiRedactor.find` lists what is
 left (the quality gate asks it for the pattern kinds: none may be).
@@ -10,14 +10,15 @@ left (the quality gate asks it for the pattern kinds: none may be).
   reserved for examples (RFC 2606: example.com/.net/.org, *.example) are nobody's.
 - IP: FineWeb's IPv4 regex plus an IPv6 one; like FineWeb only global (public)
   addresses count, so ``127.0.0.1`` or ``192.168.0.1`` in a how-to stay.
-- phone: Google's libphonenumber (``phonenumbers``) finds numbers written in
-  international format (``+49 30 901820``) for any country, and national formats for
-  the configured regions; it only accepts numbers valid for their country, which keeps
-  dates, version numbers and ordinary numbers. The US range kept for fiction
-  (555-0100..0199) is nobody's.
-- person: spaCy's English NER, see :mod:`crawl2chat.text.pii_names`; only in documents
-  whose language is in ``person_languages`` or not known.
-- address: a strict pattern confirmed by usaddress, see :mod:`crawl2chat.text.pii_address`.
+- phone: libphonenumber, international format for any country and national formats of
+  the configured regions, the document language's and its URL's, see
+  :mod:`crawl2chat.text.pii_phone`.
+- person: spaCy NER, see :mod:`crawl2chat.text.pii_names`; a document is read by the
+  model ``ner_models`` names for its language (the ``en`` one when it is not known);
+  documents of other languages keep their names.
+- address: US-style ones confirmed by usaddress (:mod:`crawl2chat.text.pii_address`),
+  and UK, German, French, Spanish and Russian ones by their postcode and street formats
+  (:mod:`crawl2chat.text.pii_address_intl`), in any document.
 
 Where matches overlap, e-mail/IP/phone win over addresses, and addresses over names.
 Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``,
@@ -39,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crawl2chat.text.pii_address import STATES, address_spans
+from crawl2chat.text.pii_address_intl import intl_address_spans
+from crawl2chat.text.pii_phone import phone_spans, regions
 from crawl2chat.text.recipe import PiiCfg
 
 if TYPE_CHECKING:
@@ -89,24 +92,29 @@ class PiiRedactor(PiiCfg):
         return tuple(kind for kind, on in zip(KINDS, flags, strict=True) if on)
 
     def _spans_many(self, texts: Sequence[str], langs: Sequence[str | None],
-                    kinds: Iterable[str]) -> list[list[Span]]:
+                    urls: Sequence[str | None], kinds: Iterable[str]) -> list[list[Span]]:
         """Per text, (start, end, kind) of every match, in order, without overlaps."""
         kinds = set(kinds) & set(self.enabled())
         names: list[list[tuple[int, int]]] = [[] for _ in texts]
         if "PERSON" in kinds:
             from crawl2chat.text.pii_names import person_spans
 
-            # no language (None, ""): the caller does not know it; look for names anyway
-            todo = [i for i, lang in enumerate(langs)
-                    if not lang or lang in self.person_languages]
-            for i, spans in zip(todo, person_spans([texts[i] for i in todo], self.ner_model,
-                                                   self.name_min_words, self.chunk_chars),
-                                strict=True):
-                names[i] = spans
-        return [self._choose(text, kinds, found) for text, found in zip(texts, names,
-                                                                        strict=True)]
+            # no language (None, ""): the caller does not know it; the "en" model looks
+            by_model: dict[str, list[int]] = {}
+            for i, lang in enumerate(langs):
+                package = self.ner_models.get(lang or "en")
+                if package:
+                    by_model.setdefault(package, []).append(i)
+            for package, todo in by_model.items():
+                for i, spans in zip(todo, person_spans([texts[i] for i in todo], package,
+                                                       self.name_min_words, self.chunk_chars),
+                                    strict=True):
+                    names[i] = spans
+        return [self._choose(text, kinds, found, lang, url)
+                for text, found, lang, url in zip(texts, names, langs, urls, strict=True)]
 
-    def _choose(self, text: str, kinds: set[str], names: list[tuple[int, int]]) -> list[Span]:
+    def _choose(self, text: str, kinds: set[str], names: list[tuple[int, int]],
+                lang: str | None, url: str | None) -> list[Span]:
         patterns: list[Span] = []
         if "EMAIL" in kinds:
             patterns += [(m.start(), m.end(), "EMAIL") for m in EMAIL.finditer(text)
@@ -115,43 +123,36 @@ class PiiRedactor(PiiCfg):
             patterns += [(m.start(), m.end(), "IP") for rx in (IPV4, IPV6)
                          for m in rx.finditer(text) if public_ip(m.group())]
         if "PHONE" in kinds:
-            patterns += self._phone_spans(text)
-        addresses = address_spans(text) if "ADDRESS" in kinds else []
+            patterns += [(a, b, "PHONE") for a, b in
+                         phone_spans(text, regions(self.phone_regions, lang, url))]
+        addresses = (address_spans(text) + intl_address_spans(text)
+                     if "ADDRESS" in kinds else [])
         return without_overlaps([patterns, [(a, b, "ADDRESS") for a, b in addresses],
                                  [(a, b, "PERSON") for a, b in names]])
 
-    def _phone_spans(self, text: str) -> list[Span]:
-        import phonenumbers
-
-        if not any(ch.isdigit() for ch in text):
-            return []
-        spans: set[tuple[int, int]] = set()
-        for region in self.phone_regions:
-            for m in phonenumbers.PhoneNumberMatcher(text, region,
-                                                     phonenumbers.Leniency.VALID):
-                national = str(m.number.national_number)
-                fiction = m.number.country_code == 1 and national[3:8] == "55501"
-                if not fiction:
-                    spans.add((m.start, m.end))
-        return [(a, b, "PHONE") for a, b in spans]
-
-    def find(self, text: str, lang: str | None = None,
-             kinds: Iterable[str] = KINDS) -> list[tuple[str, str]]:
+    def find(self, text: str, lang: str | None = None, kinds: Iterable[str] = KINDS,
+             url: str | None = None) -> list[tuple[str, str]]:
         """What would be replaced: (kind, matched text) pairs, of the enabled ``kinds``."""
-        return [(kind, text[a:b]) for a, b, kind in self._spans_many([text], [lang], kinds)[0]]
+        return [(kind, text[a:b])
+                for a, b, kind in self._spans_many([text], [lang], [url], kinds)[0]]
 
-    def redact(self, text: str, lang: str | None = None) -> tuple[str, Counter[str]]:
-        """The text with PII replaced, and counts per kind. ``lang``: see ``person_languages``."""
-        return self.redact_many([text], [lang])[0]
+    def redact(self, text: str, lang: str | None = None,
+               url: str | None = None) -> tuple[str, Counter[str]]:
+        """The text with PII replaced, and counts per kind. ``lang``: see ``ner_models``."""
+        return self.redact_many([text], [lang], [url])[0]
 
-    def redact_many(self, texts: Sequence[str], langs: Sequence[str | None] | None = None
+    def redact_many(self, texts: Sequence[str], langs: Sequence[str | None] | None = None,
+                    urls: Sequence[str | None] | None = None,
                     ) -> list[tuple[str, Counter[str]]]:
         """:meth:`redact` for many texts at once: the NER reads them in one batch."""
         langs = list(langs) if langs is not None else [None] * len(texts)
-        if len(langs) != len(texts):
-            raise ValueError(f"redact_many: {len(texts)} texts but {len(langs)} languages")
+        urls = list(urls) if urls is not None else [None] * len(texts)
+        if not len(langs) == len(urls) == len(texts):
+            raise ValueError(f"redact_many: {len(texts)} texts but {len(langs)} languages "
+                             f"and {len(urls)} URLs")
         out = []
-        for text, spans in zip(texts, self._spans_many(texts, langs, KINDS), strict=True):
+        for text, spans in zip(texts, self._spans_many(texts, langs, urls, KINDS),
+                               strict=True):
             counts: Counter[str] = Counter()
             pieces: list[str] = []
             last = 0
@@ -172,7 +173,7 @@ class PiiRedactor(PiiCfg):
 
     def __call__(self, doc: Doc) -> str | None:
         """As a step: rewrite ``doc.text`` (names only if ``doc.lang`` allows); never drops."""
-        doc.text = self.redact(doc.text, doc.lang)[0]
+        doc.text = self.redact(doc.text, doc.lang, doc.url)[0]
         return None
 
 

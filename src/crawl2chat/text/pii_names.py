@@ -1,4 +1,4 @@
-"""Person names: spaCy's English NER (``PERSON``), run only where a name can be.
+"""Person names: a spaCy NER model (``PERSON``/``PER``), run only where a name can be.
 
 In: texts. Out: :func:`person_spans` gives, per text, the (start, end) of every person
 name of at least ``min_words`` name words ("John Smith", "Guido van Rossum",
@@ -34,6 +34,7 @@ from typing import Any
 
 from crawl2chat.errors import ConfigError
 
+PERSON_LABELS = frozenset({"PERSON", "PER"})  # OntoNotes (English), WikiNER (French)
 CONTEXT = 64  # characters of context on each side of a hint
 WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 PARTICLES = frozenset({"al", "bin", "da", "das", "de", "del", "della", "den", "der", "di",
@@ -64,15 +65,15 @@ def _model(package: str) -> Any:
     try:
         module = importlib.import_module(package)
     except ImportError as err:
-        raise ConfigError(f"text.pii.ner_model: spaCy model package {package!r} is not "
+        raise ConfigError(f"text.pii.ner_models: spaCy model package {package!r} is not "
                           f"installed ({err})") from err
     configs = sorted(Path(module.__file__ or "").parent.glob("*/config.cfg"))
     if not configs:
-        raise ConfigError(f"text.pii.ner_model: {package!r} is not a spaCy model package")
+        raise ConfigError(f"text.pii.ner_models: {package!r} is not a spaCy model package")
     config = spacy.util.load_config(configs[0], interpolate=False)
     pipes = list(config["nlp"]["pipeline"])
     if "ner" not in pipes:
-        raise ConfigError(f"text.pii.ner_model: {package!r} has no 'ner' pipe ({pipes})")
+        raise ConfigError(f"text.pii.ner_models: {package!r} has no 'ner' pipe ({pipes})")
     # a model whose NER listens to a shared embedding layer needs that layer too
     listens = "Listener" in str(config["components"]["ner"]["model"].get("tok2vec", ""))
     keep = {"ner"} | ({"tok2vec", "transformer"} if listens else set())
@@ -181,7 +182,7 @@ def person_spans(texts: Sequence[str], package: str, min_words: int = 2,
         docs = list(nlp.pipe((texts[i][a:b] for i, a, b in pieces), batch_size=64))
     for (i, offset, _), doc in zip(pieces, docs, strict=True):
         for ent in doc.ents:
-            if ent.label_ != "PERSON":
+            if ent.label_ not in PERSON_LABELS:
                 continue
             span = _accept(texts[i], offset + ent.start_char, offset + ent.end_char,
                            min_words, common[i])

@@ -46,7 +46,7 @@ def langid_lines(lines: Iterable[str], out: TextIO) -> int:
 def pii_lines(lines: Iterable[str], out: TextIO, mode: str = "placeholder",
               lang: str | None = None) -> int:
     """Each line redacted. ``lang`` None: each line's language as the text stage finds
-    it (fastText), so names are looked for only in English lines, as in the stage."""
+    it (fastText), so names are looked for only where the stage looks (ner_models)."""
     from crawl2chat.text.langid import LanguageId
     from crawl2chat.text.pii import PiiRedactor
 

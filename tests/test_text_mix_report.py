@@ -1,0 +1,62 @@
+"""The language part of the text report and gate: per-language gaps, the mix plot, and
+which filters each language used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crawl2chat.quality.text import language_gaps
+from crawl2chat.text.mix_plot import filter_lines, plot_mix
+from crawl2chat.text.recipe import Cfg, GopherQualityCfg
+
+
+def _frames(langs: dict[str, int], mixed_out: dict[str, int]) -> tuple[pd.DataFrame, ...]:
+    docs = pd.DataFrame({"lang": [lang for lang, n in langs.items() for _ in range(n)]})
+    gone = pd.DataFrame({"reason": [f"mix:{lang}" for lang, n in mixed_out.items()
+                                    for _ in range(n)] + ["lang:fi:0.99"]})
+    return docs, gone
+
+
+def test_a_short_language_is_reported_and_the_rest_must_still_hold() -> None:
+    cfg = Cfg(languages={"en": 0.7, "de": 0.2, "es": 0.1})
+    # es gave all it had (1 of 100 pages); the mix trimmed en and de to 7:2 around it
+    docs, gone = _frames({"en": 77, "de": 22, "es": 1}, {"en": 50, "de": 10})
+    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    assert gaps.loc["es", "short"] and gaps.loc["es", "gap"] == pytest.approx(-0.09)
+    assert gaps.loc["es", "unexplained_gap"] == 0.0
+    assert not gaps.loc["en", "short"] and gaps.loc["en", "unexplained_gap"] < 0.01
+
+    # without mix drops nothing limited the mix: the same gap is a failure
+    gaps = language_gaps(docs, _frames({}, {})[1], cfg).set_index("lang")
+    assert not gaps["short"].any()
+    assert gaps.loc["es", "unexplained_gap"] > cfg.mix_tolerance
+
+
+def test_pages_of_an_unconfigured_language_count_against_the_mix() -> None:
+    cfg = Cfg(languages={"en": 1.0})
+    docs, gone = _frames({"en": 6, "de": 1}, {})
+    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    assert gaps.loc["en", "unexplained_gap"] == pytest.approx(1 / 7)
+
+
+def test_an_unbalanced_language_is_not_short_when_its_own_pages_were_dropped() -> None:
+    cfg = Cfg(languages={"en": 0.5, "de": 0.5})
+    docs, gone = _frames({"en": 80, "de": 20}, {"de": 5, "en": 5})
+    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    assert not gaps["short"].any()
+    assert gaps.loc["de", "unexplained_gap"] == pytest.approx(0.3)
+
+
+def test_mix_plot_and_filter_table(tmp_path: Path) -> None:
+    cfg = Cfg(languages={"en": 0.85, "ru": 0.1, "zh": 0.05},
+              gopher_quality=GopherQualityCfg(stop_words={"ru": ["и", "в"]}))
+    path = plot_mix(tmp_path, cfg.shares, {"en": 0.9, "ru": 0.1}, cfg.mix_tolerance)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    lines = filter_lines(cfg)
+    assert lines[2] == "| en | English (FineWeb) | 8 (Gopher) | spaCy en |"
+    assert lines[3] == "| ru | FineWeb-2 rus_Cyrl | 2 (config) | datatrove SpaCyTokenizer ru |"
+    assert lines[4].startswith("| zh | FineWeb-2 cmn_Hani | ")
+    assert lines[4].endswith(" (spaCy) | datatrove SpaCyTokenizer zh |")
