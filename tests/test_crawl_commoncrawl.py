@@ -25,10 +25,11 @@ from warcio.warcwriter import WARCWriter
 
 from crawl2chat.crawl.commoncrawl import CommonCrawlCfg, pick, pick_sources
 from crawl2chat.crawl.http_stream import HttpCfg, HttpStream, StreamFailed
-from crawl2chat.crawl.warc import ReadStats, iter_responses
+from crawl2chat.crawl.warc import ReadStats, WarcShardWriter, iter_responses
 from crawl2chat.crawl.warc_stream import iter_stream_responses
 from crawl2chat.errors import ConfigError, InputError
-from crawl2chat.stages import crawl
+from crawl2chat.parallel import RunnerCfg
+from crawl2chat.stages import crawl, text
 
 CRAWL = "CC-MAIN-2024-10"
 FAST = HttpCfg(retries=3, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)
@@ -256,3 +257,28 @@ def test_the_stream_reader_agrees_with_the_file_reader_on_damage(tmp_path):
     plain = b"".join(gzip.decompress(bytes(blob[a:b])) for a, b in
                      zip(members, [*members[1:], len(blob)], strict=True) if a != members[3])
     assert len(list(iter_stream_responses(io.BytesIO(plain), ReadStats(), name="p"))) == 4
+
+
+def test_dump_and_date_reach_the_text_stages_documents(tmp_path):
+    """A local WARC opening with a warcinfo keeps its crawl id; one without has none."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cc.warc.gz").write_bytes(_warc(1, records=2))
+    with WarcShardWriter(tmp_path / "in" / "own.warc.gz") as writer:
+        writer.write("https://own.example/a", b"<html><body><p>" + b"own words " * 60
+                     + b"</p></body></html>", date="2024-06-01T00:00:00Z")
+    (tmp_path / "crawl").mkdir()
+    (tmp_path / "text").mkdir()
+    crawl.run(crawl.Cfg(sources=[str(tmp_path / "in" / "*.warc.gz")]), None, tmp_path / "crawl")
+    index = pd.read_parquet(tmp_path / "crawl" / crawl.INDEX)
+    assert dict(zip(index["url"], index["dump"], strict=True)) == {
+        "https://site1.example/0": CRAWL, "https://site1.example/1": CRAWL,
+        "https://own.example/a": ""}
+    # only the steps that need no prose: the pages are word lists
+    cfg = text.Cfg(runner=RunnerCfg("threads", 1), min_chars=10, skip_steps=[
+        "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "mix", "pii"])
+    text.run(cfg, tmp_path / "crawl", tmp_path / "text")
+    docs = pd.read_parquet(tmp_path / "text" / text.DOCUMENTS).set_index("url")
+    assert docs.loc["https://site1.example/1", ["dump", "date"]].tolist() == [
+        CRAWL, "2024-02-21T10:00:01Z"]
+    assert docs.loc["https://own.example/a", ["dump", "date"]].tolist() == [
+        "", "2024-06-01T00:00:00Z"]
