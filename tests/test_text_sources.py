@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from crawl2chat import lineage, paths
+from crawl2chat.cli.audit import describe_source, print_audit
 from crawl2chat.config import build
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.runner import execute
@@ -127,7 +128,8 @@ def test_rows_go_through_the_steps_after_extraction(fineweb, tmp_path):
         {"path": str(fineweb / "data" / "000_00000.parquet"), "rows": 5}]
 
 
-def test_the_source_files_are_the_stages_inputs_in_manifest_mlflow_and_audit(fineweb, tmp_path):
+def test_the_source_files_are_the_stages_inputs_in_manifest_mlflow_and_audit(
+        fineweb, tmp_path, monkeypatch, capsys):
     project = tmp_path / "project"
     (project / "fw").mkdir(parents=True)
     (project / "fw" / "part.parquet").write_bytes(
@@ -142,6 +144,13 @@ def test_the_source_files_are_the_stages_inputs_in_manifest_mlflow_and_audit(fin
         "digest": manifest["inputs"]["fw/part.parquet"]["digest"], "kind": "file"}}
     [link] = lineage.audit(out, project)
     assert link.run_found and link.inputs_match and list(link.inputs) == ["fw/part.parquet"]
+    monkeypatch.setenv("CRAWL2CHAT_ROOT", str(project))
+    assert print_audit(out) == 0
+    printed = capsys.readouterr().out
+    assert "Data sources (1):\n  text: fw/part.parquet (file, sha256 " in printed
+    assert print_audit(out, as_json=True) == 0
+    assert json.loads(capsys.readouterr().out)["sources"] == [
+        {"stage": "text", "name": "fw/part.parquet", **manifest["inputs"]["fw/part.parquet"]}]
 
 
 def test_a_hub_dataset_is_logged_as_a_hugging_face_input(tmp_path):
@@ -159,3 +168,5 @@ def test_a_hub_dataset_is_logged_as_a_hugging_face_input(tmp_path):
     assert (source_info["path"], source_info["config_name"], source_info["revision"]) == (
         "HuggingFaceFW/fineweb", "sample-10BT", "v1.4.0")
     assert logged.dataset.digest == inputs[name]["digest"][:36]
+    assert describe_source(inputs[name]) == ("Hugging Face dataset HuggingFaceFW/fineweb (config "
+                                       "sample-10BT, split train, revision v1.4.0)")
