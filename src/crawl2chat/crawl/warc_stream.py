@@ -21,6 +21,8 @@ from typing import BinaryIO
 from crawl2chat.crawl.warc import GZIP_MAGIC, WARC_MAGIC, ReadStats, WarcResponse, iter_responses
 
 _CHUNK = 1 << 20
+_FEED = 1 << 16  # compressed bytes given to zlib at a time
+_HEAD = 64 * 1024  # a record's WARC header is looked for in this many bytes
 _IS_PART_OF = re.compile(rb"^isPartOf:[ \t]*(\S+)", re.M | re.I)
 _WARCINFO = re.compile(rb"^WARC-Type:[ \t]*warcinfo\s*$", re.M | re.I)
 _LENGTH = re.compile(rb"^Content-Length:[ \t]*(\d+)", re.M | re.I)
@@ -32,32 +34,37 @@ class StreamReader:
     def __init__(self, stream: BinaryIO, stats: ReadStats, name: str) -> None:
         self.stream, self.stats, self.name = stream, stats, name
         self.dump = ""
-        self._pending = b""  # bytes read from the stream and not yet used
-        self._offset = 0  # where ``_pending`` starts in the file
+        # bytes read and not yet used are _buf[_pos:]; _offset: where _buf[_pos] is in the
+        # file. A cursor, not slicing: a 1 GB file of 30k records is not copied per record
+        self._buf, self._pos, self._offset = bytearray(), 0, 0
 
     def responses(self) -> Iterator[WarcResponse]:
         """Every intact response record in file order (see the module docstring)."""
-        head = self._fill(len(GZIP_MAGIC))
-        records = self._members() if head.startswith(GZIP_MAGIC) else self._plain()
-        for offset, record in records:
+        self._fill(len(GZIP_MAGIC))
+        gzipped = self._view(0, len(GZIP_MAGIC)) == GZIP_MAGIC
+        for offset, record in self._members() if gzipped else self._plain():
             if not self.dump and _WARCINFO.search(record[:4096]):
                 self.dump = warcinfo_dump(record)
             yield from iter_responses(io.BytesIO(record), self.stats, name=self.name,
                                       base=offset)
 
-    def _fill(self, n: int) -> bytes:
-        """``_pending`` grown to at least ``n`` bytes, or to the end of the stream."""
-        while len(self._pending) < n:
+    def _fill(self, n: int) -> int:
+        """Read until ``n`` unused bytes are held, or the stream ends; the count held."""
+        while len(self._buf) - self._pos < n:
             chunk = self.stream.read(_CHUNK)
             if not chunk:
                 break
-            self._pending += chunk
-        return self._pending
+            del self._buf[:self._pos]  # once per read: what is used goes
+            self._pos = 0
+            self._buf += chunk
+        return len(self._buf) - self._pos
 
-    def _take(self, n: int) -> bytes:
-        taken, self._pending = self._pending[:n], self._pending[n:]
-        self._offset += len(taken)
-        return taken
+    def _view(self, start: int, size: int) -> bytes:
+        return bytes(self._buf[self._pos + start:self._pos + start + size])
+
+    def _skip(self, n: int) -> None:
+        self._pos += n
+        self._offset += n
 
     def _members(self) -> Iterator[tuple[int, bytes]]:
         """(file offset, decompressed record) of each gzip member."""
@@ -65,10 +72,9 @@ class StreamReader:
         while self._fill(1):
             start, inflate, out, used = self._offset, zlib.decompressobj(31), [], 0
             try:
-                while not inflate.eof:
-                    data = self._fill(used + 1)[used:]
-                    if not data:
-                        break
+                while not inflate.eof and self._fill(used + 1) > used:
+                    # small feeds: what follows the member comes back as a copy
+                    data = self._view(used, _FEED)
                     out.append(inflate.decompress(data))
                     used += len(data) - len(inflate.unused_data)
             except zlib.error:
@@ -77,49 +83,46 @@ class StreamReader:
                 damaged = True
                 self._resync(1)
                 continue
+            self._skip(used)
             if not inflate.eof:  # the stream ended inside this member
                 self.stats.skipped["truncated"] += 1
-                self._take(used)
                 return
-            self._take(used)
             damaged = False
             yield start, b"".join(out)
 
     def _resync(self, after: int) -> None:
         """Drop bytes up to the next gzip header found ``after`` bytes on, or to the end."""
         while True:
-            data = self._fill(after + len(GZIP_MAGIC))
-            hit = data.find(GZIP_MAGIC, after)
+            held = self._fill(after + len(GZIP_MAGIC))
+            hit = self._buf.find(GZIP_MAGIC, self._pos + after)
             if hit >= 0:
-                self._take(hit)
+                self._skip(hit - self._pos)
                 return
-            if len(data) < after + len(GZIP_MAGIC):  # the stream has ended
-                self._take(len(data))
+            if held < after + len(GZIP_MAGIC):  # the stream has ended
+                self._skip(held)
                 return
-            keep = len(GZIP_MAGIC) - 1  # a header may straddle two reads
-            self._take(len(data) - keep)
+            self._skip(held - (len(GZIP_MAGIC) - 1))  # a header may straddle two reads
             after = 0
-            self._fill(_CHUNK)
 
     def _plain(self) -> Iterator[tuple[int, bytes]]:
         """(file offset, record) of an uncompressed WARC, cut by each header's length."""
         while self._fill(1):
-            data = self._fill(64 * 1024)
-            end = data.find(b"\r\n\r\n")
-            found = _LENGTH.search(data[:end]) if end > 0 else None
-            if not data.startswith(WARC_MAGIC) or found is None:
+            head = self._view(0, min(self._fill(_HEAD), _HEAD))
+            end = head.find(b"\r\n\r\n")
+            found = _LENGTH.search(head[:end]) if end > 0 else None
+            if not head.startswith(WARC_MAGIC) or found is None:
                 self.stats.skipped["corrupt"] += 1
                 return  # without gzip members there is no safe place to pick up again
             size = end + 4 + int(found[1]) + 4  # header, blank line, block, CRLF CRLF
-            start = self._offset
-            record = self._take(len(self._fill(size)[:size]))
+            start, record = self._offset, self._view(0, min(size, self._fill(size)))
+            self._skip(len(record))
             yield start, record
 
 
 def warcinfo_dump(record: bytes) -> str:
     """The ``isPartOf`` value of a decompressed warcinfo record (Common Crawl's crawl
     id, e.g. ``CC-MAIN-2024-10``), or ''."""
-    found = _IS_PART_OF.search(record[:64 * 1024])
+    found = _IS_PART_OF.search(record[:_HEAD])
     return found[1].decode("utf-8", "replace") if found else ""
 
 
