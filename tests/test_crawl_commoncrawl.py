@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
@@ -299,3 +300,24 @@ def test_dump_and_date_reach_the_text_stages_documents(tmp_path):
         CRAWL, "2024-02-21T10:00:01Z"]
     assert docs.loc["https://own.example/a", ["dump", "date"]].tolist() == [
         "", "2024-06-01T00:00:00Z"]
+
+
+def test_a_crawl_stopped_early_records_the_part_it_read(tmp_path):
+    """max_records stops the stream after 1 MiB of a larger file: no download of the rest,
+    and sources.json fingerprints exactly the bytes read."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.warc.gz"
+    with WarcShardWriter(path) as writer:
+        for i in range(400):
+            body = f"<html><body><p>{rng.bytes(3000).hex()}</p></body></html>".encode()
+            writer.write(f"https://big.example/{i}", body)
+    blob = path.read_bytes()
+    assert len(blob) > 1 << 20
+    server = Server({"/big.warc.gz": blob})
+    with server.running() as base:
+        cfg = crawl.Cfg(sources=[base + "/big.warc.gz"], max_records=3, http=FAST)
+        (tmp_path / "out").mkdir()
+        crawl.run(cfg, None, tmp_path / "out")
+    [row] = json.loads((tmp_path / "out" / crawl.SOURCES_FILE).read_text())
+    assert (row["complete"], row["bytes"]) == (False, 1 << 20)
+    assert row["sha256"] == hashlib.sha256(blob[:1 << 20]).hexdigest()

@@ -85,11 +85,13 @@ def resolve(patterns: list[str], root: Path) -> list[Source]:
 
 
 class Hashing(io.RawIOBase):
-    """A read-once view of ``raw`` that counts and hashes the bytes read through it."""
+    """A read-once view of ``raw`` that counts and hashes the bytes read through it: the
+    file's size and sha256 once read to its end, else those of the part read."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
         self.raw, self.size, self._digest = raw, 0, hashlib.sha256()
+        self._failed: OSError | None = None
 
     @property
     def sha256(self) -> str:
@@ -99,10 +101,24 @@ class Hashing(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        chunk = self.raw.read(len(buffer))
-        n = len(chunk)
-        buffer[:n] = chunk
-        self._digest.update(chunk)
+        """Fill ``buffer`` whole unless the file ends: how much a reader has consumed when
+        it stops early then depends on the file alone, not on how the network cut it."""
+        if self._failed is not None:
+            raise self._failed
+        n = 0
+        while n < len(buffer):
+            try:
+                chunk = self.raw.read(len(buffer) - n)
+            except OSError as err:
+                if not n:
+                    raise
+                self._failed = err  # hand out what arrived first; fail on the next read
+                break
+            if not chunk:
+                break
+            buffer[n:n + len(chunk)] = chunk
+            self._digest.update(chunk)
+            n += len(chunk)
         self.size += n
         return n
 

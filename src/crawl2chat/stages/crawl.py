@@ -19,8 +19,9 @@ WARC-Record-ID, URL and date; the crawl id in a ``WARC-Dump`` header) into
 read without the rest; ``source_file``: the input WARC it came from; ``dump``: its crawl
 id, from the input's warcinfo ``isPartOf`` or the Common Crawl id, else ''; ``date``:
 WARC-Date); ``sources.json``, every input file read with its size and sha256 (for URLs
-the only fingerprint there is: DVC cannot track a remote file as a dependency), whether
-it was read to its end, and its crawl id; ``report.md``. Damaged records, other record
+the only fingerprint there is: DVC cannot track a remote file as a dependency; of the
+part read when ``max_records`` stopped early), whether it was read to its end, and its
+crawl id; ``report.md``. Damaged records, other record
 types, other media types, other statuses and repeated record ids are counted skips.
 """
 
@@ -257,18 +258,19 @@ def _responses(sources: list[Source], root: Path, stats: ReadStats,
             continue
         with open_remote(str(source.url), http) as stream:
             reader = StreamReader(stream, stats, name)  # type: ignore[arg-type]
-            entry["complete"] = True
+            entry["complete"] = False  # until the file is read to its end
             try:
                 for response in reader.responses():
                     yield name, _with_dump(response, reader.dump or dump)
+                entry["complete"] = True
             except StreamFailed as err:
                 if err.fatal:
                     raise
                 # the records read so far stay; the rest of the file is a counted skip
                 stats.skipped["unreachable"] += 1
-                entry["complete"] = False
                 log.warning("%s: skipped from byte %d on: %s", name, err.position, err.detail)
-            entry.update(bytes=stream.size, sha256=stream.sha256, dump=reader.dump or dump)
+            finally:  # also when the stage stops early (max_records): the part read
+                entry.update(bytes=stream.size, sha256=stream.sha256, dump=reader.dump or dump)
 
 
 def _with_dump(response: WarcResponse, dump: str) -> WarcResponse:
