@@ -106,3 +106,23 @@ def test_processes_in_a_flow_give_the_same_output_as_one_thread(crawled, baselin
 def test_a_local_dask_cluster_gives_the_same_output(crawled, baseline, tmp_path):
     _run("dask", 2, crawled, tmp_path / "out")
     _assert_same(baseline, tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_dask_scheduler_address_gives_the_same_output(crawled, baseline, tmp_path):
+    """A cluster of two worker processes started apart from the stage and reached by its
+    scheduler's TCP address, as a remote one would be. (Worker threads of one process
+    would share one spaCy pipeline, which is not thread-safe.)"""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        (tmp_path / "out").mkdir()
+        cfg = _cfg("dask", 2)
+        cfg.runner.address = cluster.scheduler_address
+        text.run(cfg, crawled, tmp_path / "out")
+        with cluster.get_client() as client:
+            executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert len(executed) == 2 and min(executed.values()) > 0  # both workers ran units
+    _assert_same(baseline, tmp_path / "out")

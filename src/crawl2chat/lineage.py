@@ -83,14 +83,20 @@ class StageRun:
             mlflow.log_artifact(str(report), artifact_path="report")
 
 
-def _input_dataset(name: str, digest: str, root: Path, kind: str) -> Any:
+def _input_dataset(name: str, info: dict[str, str], root: Path) -> Any:
     from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    # a plain source URI: the URL itself, or the file or folder inside the project
-    uri = name if kind == "url" else (root / name).resolve().as_uri()
-    source = HTTPDatasetSource(url=uri)
-    return MetaDataset(source=source, name=name, digest=digest[:36])
+    source: Any
+    if info["kind"] == "dataset":  # a Hugging Face hub dataset: its id, config and revision
+        source = HuggingFaceDatasetSource(
+            path=info.get("hf", name), config_name=info.get("config") or None,
+            split=info.get("split") or None, revision=info.get("revision") or None)
+    else:  # a plain source URI: the URL itself, or the file or folder inside the project
+        uri = name if info["kind"] == "url" else (root / name).resolve().as_uri()
+        source = HTTPDatasetSource(url=uri)
+    return MetaDataset(source=source, name=name, digest=info["digest"][:36])
 
 
 @contextlib.contextmanager
@@ -109,11 +115,12 @@ def stage_run(stage: str, section: dict[str, Any], inputs: dict[str, dict[str, s
 
 
 def log_inputs(inputs: dict[str, dict[str, str]], root: Path) -> None:
-    """Log ``inputs`` (name -> digest and kind: stage, file or url) to the active run."""
+    """Log ``inputs`` (name -> digest and kind: stage, file, url, or dataset: a hub
+    dataset with its ``hf`` id, ``config``, ``split`` and ``revision``) to the active run."""
     import mlflow
 
     for name, info in inputs.items():
-        mlflow.log_input(_input_dataset(name, info["digest"], root, info["kind"]),
+        mlflow.log_input(_input_dataset(name, info, root),
                          context="upstream" if info["kind"] == "stage" else "source",
                          tags={"sha256": info["digest"]})
 

@@ -6,6 +6,10 @@ keyword dict per unit. Out: :func:`map_ordered` yields the function's results in
 order, whatever finished first, so whatever consumes them sees the same sequence for
 any runner and worker count.
 
+With a scheduler ``address`` the units run on that Dask cluster's workers: they must
+have crawl2chat installed (same version) and see the stage's input and output folders
+at the same paths (a shared file system), as the units read and write there.
+
 This module is the library's one adapter to Prefect (imported lazily). Every unit is a
 Prefect task run, inside a flow and outside one alike: one code path, so what the tests
 run is what the pipeline runs. Outside a flow Prefect records standalone task runs on its

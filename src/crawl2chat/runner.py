@@ -46,6 +46,9 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     runtime.quiet_libraries()  # the stage module's imports may have reset log levels
 
     in_dir = paths.stage_input(stage, root)
+    needs_input = getattr(module, "needs_input", None)
+    if needs_input is not None and not needs_input(cfg):  # e.g. text from its own source
+        in_dir = None
     inputs: dict[str, dict[str, str]] = {}
     if in_dir is not None:
         upstream = lineage.read_manifest(in_dir)

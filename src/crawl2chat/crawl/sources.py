@@ -5,11 +5,9 @@ root, or absolute), ``file://`` URLs, or any URL whose fsspec protocol package i
 installed (``http(s)://`` with aiohttp, ``s3://`` with s3fs, ``memory://`` in tests;
 globs where the file system can list, e.g. ``s3://bucket/crawl/*.warc.gz``).
 Out: :func:`resolve` lists the files as :class:`Source` (local ones as paths, so DVC and
-lineage can fingerprint them), sorted and without repeats; :func:`local_copy` gives a
-readable local file for any source plus the sha256 and size of the bytes read. A remote
-file is streamed once into a temporary file: the reader needs to seek (to resynchronise
-after damage), which plain HTTP without range requests cannot do, and the bytes read are
-exactly the ones hashed.
+lineage can fingerprint them), sorted and without repeats; :func:`open_remote` gives a
+read-once stream of a remote file that hashes and counts the bytes read through it
+(:class:`Hashing`): remote files are streamed, never copied whole to disk.
 """
 
 from __future__ import annotations
@@ -17,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import io
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from crawl2chat.crawl.http_stream import HttpCfg, HttpStream, StreamFailed
 from crawl2chat.errors import InputError
 
 _CHUNK = 1 << 20
@@ -84,31 +84,74 @@ def resolve(patterns: list[str], root: Path) -> list[Source]:
     return list(files)
 
 
-@contextlib.contextmanager
-def local_copy(source: Source) -> Iterator[tuple[Path, str, int]]:
-    """(a local file with the source's bytes, their sha256, their count); temp files go."""
-    if source.path is not None:
-        digest, size = hashlib.sha256(), 0
-        with source.path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        yield source.path, digest.hexdigest(), size
-        return
-    import fsspec
+class Hashing(io.RawIOBase):
+    """A read-once view of ``raw`` that counts and hashes the bytes read through it: the
+    file's size and sha256 once read to its end, else those of the part read."""
 
-    url = str(source.url)
-    # block_size 0: one sequential HTTP stream, no range requests the server may not serve
-    options = {"block_size": 0} if url.startswith(("http://", "https://")) else {}
-    with tempfile.TemporaryDirectory(prefix="crawl2chat-warc-") as tmp:
-        copy = Path(tmp) / (url.rstrip("/").rsplit("/", 1)[-1] or "source.warc")
-        digest, size = hashlib.sha256(), 0
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self.raw, self.size, self._digest = raw, 0, hashlib.sha256()
+        self._failed: OSError | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` whole unless the file ends: how much a reader has consumed when
+        it stops early then depends on the file alone, not on how the network cut it."""
+        if self._failed is not None:
+            raise self._failed
+        n = 0
+        while n < len(buffer):
+            try:
+                chunk = self.raw.read(len(buffer) - n)
+            except OSError as err:
+                if not n:
+                    raise
+                self._failed = err  # hand out what arrived first; fail on the next read
+                break
+            if not chunk:
+                break
+            buffer[n:n + len(chunk)] = chunk
+            self._digest.update(chunk)
+            n += len(chunk)
+        self.size += n
+        return n
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """(sha256, size) of a local file, read in pieces."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@contextlib.contextmanager
+def open_remote(url: str, http: HttpCfg) -> Iterator[Hashing]:
+    """``url`` as a read-once stream that hashes what it hands out; nothing is copied to
+    disk. HTTP(S) goes through :class:`HttpStream` (retries, Range resumes); any other
+    fsspec URL is read sequentially. A missing file is an InputError naming the URL."""
+    if url.startswith(("http://", "https://")):
+        raw: BinaryIO = HttpStream(url, http)  # type: ignore[assignment]
+    else:
+        import fsspec
+
         try:
-            with fsspec.open(url, "rb", **options) as src, copy.open("wb") as dst:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    size += len(chunk)
-        except (OSError, ValueError) as err:  # fsspec maps 404 and friends to these
+            raw = fsspec.open(url, "rb").open()
+        except (OSError, ValueError) as err:  # fsspec maps a missing file to these
             raise InputError(f"crawl.sources: cannot read {url}: {err}") from err
-        yield copy, digest.hexdigest(), size
+    try:
+        yield Hashing(raw)
+    except StreamFailed as err:
+        if err.fatal:
+            raise InputError(f"crawl.sources: cannot read {url}: {err.detail}") from err
+        raise
+    finally:
+        raw.close()

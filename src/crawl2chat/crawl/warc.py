@@ -44,6 +44,7 @@ WARC_MAGIC = b"WARC/1."
 _TRANSFER_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
 MAX_PAYLOAD_BYTES = 64 << 20  # the default cap of one decoded payload
 _DRAIN = 1 << 16
+DUMP_HEADER = "WARC-Dump"  # ours: the crawl id a copied record came from
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class WarcResponse(HeaderLookup):
     payload: bytes
     file: str
     offset: int
-
+    dump: str = ""  # the crawl it belongs to (FineWeb's ``dump``), from a WARC-Dump header
 
 
 @dataclass
@@ -191,6 +192,7 @@ def _response(record: ArcWarcRecord, path: str, offset: int, cap: int) -> WarcRe
         payload=payload,
         file=str(path),
         offset=offset,
+        dump=record.rec_headers.get_header(DUMP_HEADER) or "",
     )
 
 
@@ -238,12 +240,14 @@ class WarcShardWriter:
 
     def write(self, url: str, payload: bytes, *, status: int = 200,
               headers: Iterable[tuple[str, str]] = (("Content-Type", "text/html; charset=utf-8"),),
-              record_id: str | None = None, date: str | None = None) -> tuple[int, int]:
+              record_id: str | None = None, date: str | None = None,
+              dump: str | None = None) -> tuple[int, int]:
         """Append one response record; return its (offset, length) in the file.
 
         ``payload`` is stored as given, so transfer headers that no longer describe it
         (Content-Encoding, Transfer-Encoding) are dropped and Content-Length is recomputed.
-        Record id and date are kept when given (a copy keeps its identity).
+        Record id and date are kept when given (a copy keeps its identity); ``dump``
+        (the crawl id) goes into a ``WARC-Dump`` header.
         """
         kept = [(k, v) for k, v in headers if k.lower() not in _TRANSFER_HEADERS]
         kept.append(("Content-Length", str(len(payload))))
@@ -252,7 +256,8 @@ class WarcShardWriter:
         except ValueError:
             phrase = "Unknown"
         http_headers = StatusAndHeaders(f"{status} {phrase}", kept, protocol="HTTP/1.1")
-        warc_headers = {k: v for k, v in (("WARC-Record-ID", record_id), ("WARC-Date", date)) if v}
+        warc_headers = {k: v for k, v in (("WARC-Record-ID", record_id), ("WARC-Date", date),
+                                          (DUMP_HEADER, dump)) if v}
         record = self._writer.create_warc_record(
             url, "response", payload=io.BytesIO(payload), length=len(payload),
             http_headers=http_headers, warc_headers_dict=warc_headers)

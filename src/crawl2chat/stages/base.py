@@ -11,7 +11,10 @@ Long training is resumable: with ``train.checkpoint_every`` the stage keeps
 params and input; a rerun after a crash or kill continues from there (same losses as an
 uninterrupted run) and the folder is removed once the stage has its output.
 
-The model trains on random windows of the train split; its loss is measured on
+The model trains on random windows of the train split, or with ``data.mix`` of several
+tokens folders (same tokenizer) drawn by weight or epochs
+(:class:`~crawl2chat.model.windows.DataCfg`; the mix, with each source's tokens and
+expected passes, is in the report and the manifest's details); its loss is measured on
 windows spread evenly over the val split and set beside two baselines in nats/token:
 the unigram entropy of the train tokens (what a model that ignores context at best
 achieves) and ln(vocab) (uniform guessing). The vocabulary is padded up to a multiple
@@ -24,7 +27,7 @@ import hashlib
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ import numpy as np
 import torch
 
 from crawl2chat import paths
+from crawl2chat.config import NOT_A_PARAM
+from crawl2chat.digest import folder_digest
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
@@ -42,7 +47,7 @@ from crawl2chat.model.lightning_trainer import grad_accum_for, world_size
 from crawl2chat.model.memorise import memorisation
 from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
-from crawl2chat.model.windows import TokenWindows
+from crawl2chat.model.windows import DataCfg, MixedWindows, TokenWindows, mix_weights
 from crawl2chat.tokenizer import special
 from crawl2chat.tokenizer.shards import META_FILE, open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
@@ -68,6 +73,48 @@ class Cfg:
     """How the prompts are continued."""
     require_beats_unigram: bool = False
     """Quality gate: val loss must be below the unigram entropy (off for tiny smoke runs)."""
+    data: DataCfg = field(default_factory=DataCfg)
+    """A pretraining mix of tokens folders; empty: the tokens stage's output alone."""
+    root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
+    """The folder the mix's relative paths are read from (the project root)."""
+
+
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` bound to the project in ``root``: the mix's relative paths are read there."""
+    return replace(cfg, root=root)
+
+
+def _mix_folders(cfg: Cfg) -> list[Path]:
+    return [(cfg.root / e.path).resolve() for e in cfg.data.mix]
+
+
+def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
+    """The mix's train splits beyond the tokens stage's own output (that one is the
+    stage's input already)."""
+    own = paths.stage_output("tokens", root).resolve()
+    return [folder / "train.bin" for folder in _mix_folders(resolve(cfg, root))
+            if folder != own]
+
+
+def mixed_windows(cfg: Cfg, in_dir: Path, count: int) -> tuple[MixedWindows, list[dict]]:
+    """``count`` training windows from the mix's folders, and what each source is: path,
+    train tokens, share of the windows and the passes over it that share means."""
+    own = folder_digest(in_dir / "tokenizer")
+    sources = []
+    for folder in _mix_folders(cfg):
+        if not (folder / "train.bin").is_file():
+            raise InputError(f"base.data.mix: {folder} has no train.bin (a tokens folder)")
+        if folder_digest(folder / "tokenizer") != own:
+            raise InputError(f"base.data.mix: {folder} was encoded with another tokenizer "
+                             f"than {in_dir}; every source must share the stage's tokenizer")
+        sources.append(open_split(folder, "train"))
+    weights = mix_weights(cfg.data.mix, [len(s) for s in sources])
+    tokens = count * cfg.model.block_size
+    table = [{"path": e.path, "train_tokens": len(s), "share": round(float(w), 6),
+              "passes": round(float(w) * tokens / len(s), 4)}
+             for e, s, w in zip(cfg.data.mix, sources, weights, strict=True)]
+    windows = MixedWindows(sources, weights, cfg.model.block_size, count, seed=cfg.train.seed)
+    return windows, table
 
 
 def unigram_entropy(tokens: np.ndarray, vocab_size: int,
@@ -109,6 +156,7 @@ def checkpoint_dir(cfg: Cfg, in_dir: Path, out_dir: Path) -> Path:
     params = asdict(cfg)
     for name in ("progress_bar", "resume", "checkpoint_every", "num_workers"):
         params["train"].pop(name)
+    params.pop("root")
     upstream = in_dir / paths.MANIFEST  # names the tokens run; meta.json when run by hand
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     digest.update((upstream if upstream.exists() else in_dir / META_FILE).read_bytes())
@@ -140,7 +188,11 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     ranks = world_size(tc)
     # a fresh window for every sequence the run trains on (all ranks)
     windows = tc.max_steps * grad_accum_for(tc, block_size, ranks) * tc.batch_size * ranks
-    train = TokenWindows(splits["train"], block_size, "random", windows, seed=tc.seed)
+    mix: list[dict] = []
+    if cfg.data.mix:
+        train, mix = mixed_windows(cfg, in_dir, windows)
+    else:
+        train = TokenWindows(splits["train"], block_size, "random", windows, seed=tc.seed)
     val = TokenWindows(splits["val"], block_size, "strided", tc.eval_batches * tc.batch_size)
     entropy = unigram_entropy(splits["train"], gpt_cfg.vocab_size)
     uniform = math.log(tok.vocab_size)
@@ -170,6 +222,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                                                         "steps")},
         **held_out.metrics,
         **recited.metrics,
+        **({"data_mix": json.dumps(mix)} if mix else {}),
     }
     save_model(model, tok, out_dir, extra={
         "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
@@ -180,6 +233,11 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     with (out_dir / paths.REPORT).open("a") as report:
         report.write(held_out.markdown())
         report.write(recited.markdown() if ev.memorise_docs else "")
+        if mix:
+            report.write("\n## Pretraining mix\n\n| source | train tokens | share of windows "
+                         "| passes |\n|---|---:|---:|---:|\n" + "".join(
+                             f"| {m['path']} | {m['train_tokens']} | {m['share']:.3f} | "
+                             f"{m['passes']:.2f} |\n" for m in mix))
     shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
     return metrics
 

@@ -3,23 +3,32 @@
 In: with ``source: warc`` (the default), the WARC files that ``sources`` names (paths or
 globs relative to the project root, or URLs read through fsspec: ``file://``,
 ``https://``, ``s3://`` ...; see :mod:`crawl2chat.crawl.sources`; by default the bundled
-sample ``data/demo/web/*.warc.gz``). With ``source: crawler``, the pages the polite crawler
+sample ``data/demo/web/*.warc.gz``). With ``source: common_crawl``, ``common_crawl.files``
+WARC files of the Common Crawl crawl ``common_crawl.crawl``, picked from its
+``warc.paths.gz`` (:mod:`crawl2chat.crawl.commoncrawl`). Remote files are streamed
+(HTTP with retries and Range resumes, ``http``), never copied whole; one that cannot be
+read to its end after the retries is a counted skip (``unreachable``) that keeps the
+records read before. With ``source: crawler``, the pages the polite crawler
 (:mod:`crawl2chat.crawl.crawler`) fetches from ``crawler.seeds``; its raw archive (request
 and response records of every exchange) is kept as ``raw/crawler-00000.warc.gz`` and is
 then read exactly like a WARC source.
 Out (``data/crawl/``): the HTML responses with status 2xx, copied record by record (same
-WARC-Record-ID, URL and date) into ``crawl-NNNNN.warc.gz`` shards; ``index.parquet``
-with one row per copied record (``offset``/``length``: where its gzip member sits in
-``warc_file``, so one record can be read without the rest; ``source_file``: the input
-WARC it came from); ``sources.json``, every input file read with its size and sha256
-(for URLs the only fingerprint there is: DVC cannot track a remote file as a
-dependency); ``report.md``. Damaged records, other record types, other media types,
-other statuses and repeated record ids are counted skips.
+WARC-Record-ID, URL and date; the crawl id in a ``WARC-Dump`` header) into
+``crawl-NNNNN.warc.gz`` shards; ``index.parquet`` with one row per copied record
+(``offset``/``length``: where its gzip member sits in ``warc_file``, so one record can be
+read without the rest; ``source_file``: the input WARC it came from; ``dump``: its crawl
+id, from the input's warcinfo ``isPartOf`` or the Common Crawl id, else ''; ``date``:
+WARC-Date); ``sources.json``, every input file read with its size and sha256 (for URLs
+the only fingerprint there is: DVC cannot track a remote file as a dependency; of the
+part read when ``max_records`` stopped early), whether it was read to its end, and its
+crawl id; ``report.md``. Damaged records, other record
+types, other media types, other statuses and repeated record ids are counted skips.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -29,10 +38,12 @@ from typing import TYPE_CHECKING
 from crawl2chat import paths
 from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.crawl import sources as crawl_sources
+from crawl2chat.crawl.commoncrawl import CommonCrawlCfg, local_paths_file, pick_sources
 from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.headers import HTML_TYPES
+from crawl2chat.crawl.http_stream import HttpCfg, StreamFailed
 from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
-from crawl2chat.crawl.sources import Source, local_copy
+from crawl2chat.crawl.sources import Source, file_digest, open_remote
 from crawl2chat.crawl.warc import (
     MAX_PAYLOAD_BYTES,
     ReadStats,
@@ -40,18 +51,21 @@ from crawl2chat.crawl.warc import (
     WarcShardWriter,
     iter_responses,
 )
+from crawl2chat.crawl.warc_stream import StreamReader, file_dump
 from crawl2chat.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SHARD = "crawl-{:05d}.warc.gz"
+log = logging.getLogger("crawl2chat.crawl")
+
 INDEX = paths.CRAWL_INDEX
 SOURCES_FILE = "sources.json"
 RAW_CRAWL = "raw/crawler-00000.warc.gz"
-SOURCES = ("warc", "crawler")
+SOURCES = ("warc", "crawler", "common_crawl")
 INDEX_COLUMNS = ("record_id", "url", "warc_file", "offset", "status", "content_type", "length",
-                 "source_file")
+                 "source_file", "dump", "date")
 
 
 @dataclass
@@ -61,6 +75,8 @@ class Cfg:
     source: str = "warc"
     sources: list[str] = field(default_factory=lambda: ["data/demo/web/*.warc.gz"])
     crawler: CrawlerSettings = field(default_factory=CrawlerSettings)
+    common_crawl: CommonCrawlCfg = field(default_factory=CommonCrawlCfg)
+    http: HttpCfg = field(default_factory=HttpCfg)  # how remote files are streamed
     max_records: int | None = None  # stop after this many kept records (smoke runs)
     records_per_shard: int = 1000
     max_payload_bytes: int = 64 << 20  # a larger decoded payload (a zip bomb) is a skip
@@ -72,6 +88,9 @@ class Cfg:
             raise ConfigError(f"crawl.source: one of {list(SOURCES)}, got {self.source!r}")
         if self.source == "crawler" and not self.crawler.seeds:
             raise ConfigError("crawl.crawler.seeds: source 'crawler' needs at least one seed URL")
+        if self.source == "common_crawl" and not self.common_crawl.crawl:
+            raise ConfigError("crawl.common_crawl.crawl: source 'common_crawl' needs a crawl id, "
+                              "e.g. CC-MAIN-2024-10")
         if not self.sources or not all(isinstance(s, str) and s for s in self.sources):
             raise ConfigError("crawl.sources: give a list of WARC paths or globs")
         if self.max_records is not None and self.max_records < 1:
@@ -106,6 +125,9 @@ def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
     """The local input files to fingerprint before the run; none for a live crawl (its
     seeds are in the params and the report). Remote sources are fingerprinted as they
     are read, in ``sources.json``."""
+    if cfg.source == "common_crawl":
+        paths_file = local_paths_file(cfg.common_crawl, root)
+        return [paths_file] if paths_file is not None and paths_file.is_file() else []
     if cfg.source != "warc":
         return []
     return [s.path for s in resolve_sources(cfg, root) if s.path is not None]
@@ -138,22 +160,27 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     from tqdm import tqdm
 
     crawled: CrawlStats | None = None
+    read: list[dict[str, object]] = []  # sources.json: what was read, with its sha256
+    dump = ""  # the crawl id of sources whose warcinfo does not name one
     if cfg.source == "crawler":
         raw, crawled = crawl_into(cfg, out_dir)
         # names in the index and report are relative to the stage output for a crawl
         root, sources = out_dir, [Source(path=raw)]
+    elif cfg.source == "common_crawl":
+        root, dump = cfg.root.resolve(), str(cfg.common_crawl.crawl)
+        sources, paths_entry = pick_sources(cfg.common_crawl, root, cfg.http)
+        read.append(paths_entry)
     else:
         root = cfg.root.resolve()
         sources = resolve_sources(cfg, root)
     names = [s.name(root) for s in sources]
-    read: list[dict[str, object]] = []  # sources.json: what was read, with its sha256
     stats = ReadStats()
     skipped: Counter[str] = Counter()
     seen: set[str] = set()
     rows: list[dict[str, object]] = []
     writer: WarcShardWriter | None = None
     tokens = 0
-    responses = _responses(sources, root, stats, read, cfg.max_payload_bytes)
+    responses = _responses(sources, root, stats, read, cfg.http, dump, cfg.max_payload_bytes)
     try:
         for source, response in tqdm(responses, desc="crawl", unit="rec", leave=False):
             reason = skip_reason(response, seen)
@@ -166,17 +193,19 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
                 writer = WarcShardWriter(out_dir / SHARD.format(len(rows) // cfg.records_per_shard))
             offset, length = writer.write(
                 response.url, response.payload, status=response.status,
-                headers=response.headers, record_id=response.record_id, date=response.date)
+                headers=response.headers, record_id=response.record_id, date=response.date,
+                dump=response.dump)
             seen.add(response.record_id)
             tokens += len(response.payload.split())
             rows.append({"record_id": response.record_id, "url": response.url,
                          "warc_file": writer.path.name, "offset": offset,
                          "status": response.status, "content_type": response.mime_type,
-                         "length": length, "source_file": source})
+                         "length": length, "source_file": source, "dump": response.dump,
+                         "date": response.date})
             if cfg.max_records is not None and len(rows) >= cfg.max_records:
                 break
     finally:
-        responses.close()  # removes a temporary copy of a remote source
+        responses.close()  # closes the connection of a remote source
         if writer is not None:
             writer.close()
     if not rows:
@@ -197,6 +226,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
                          "crawl_waited_s": crawled.waited_s}
     return {**crawl_metrics, "records": len(index), "tokens": tokens, "bytes": shard_bytes,
             "source_files": len(sources), "responses_in": stats.responses,
+            "source_files_unreachable": stats.skipped["unreachable"],
             "skipped_damaged": sum(stats.skipped.values()),
             "skipped_filtered": sum(skipped.values())}
 
@@ -219,15 +249,42 @@ def _write_crawl_report(out_dir: Path, settings: CrawlerSettings, crawled: Crawl
 
 
 def _responses(sources: list[Source], root: Path, stats: ReadStats,
-               read: list[dict[str, object]], cap: int) -> Iterator[tuple[str, WarcResponse]]:
-    """(source name, response) of every source in turn; ``read`` gets each one's digest."""
+               read: list[dict[str, object]], http: HttpCfg, dump: str,
+               cap: int) -> Iterator[tuple[str, WarcResponse]]:
+    """(source name, response) of every source in turn, each response with its crawl id
+    (its own ``WARC-Dump``, else the file's warcinfo, else ``dump``); ``read`` gets each
+    file's digest, size, completeness and crawl id."""
     for source in sources:
         name = source.name(root)
-        with local_copy(source) as (path, sha256, size):
-            read.append({"source": name, "kind": "file" if source.path else "url",
-                         "bytes": size, "sha256": sha256})
-            for response in iter_responses(path, stats, name=name, max_payload_bytes=cap):
-                yield name, response
+        entry: dict[str, object] = {"source": name, "kind": "file" if source.path else "url"}
+        read.append(entry)
+        if source.path is not None:
+            sha256, size = file_digest(source.path)
+            with source.path.open("rb") as fh:
+                found = file_dump(fh.read(64 * 1024)) or dump
+            entry.update(bytes=size, sha256=sha256, complete=True, dump=found)
+            for response in iter_responses(source.path, stats, name=name, max_payload_bytes=cap):
+                yield name, _with_dump(response, found)
+            continue
+        with open_remote(str(source.url), http) as stream:
+            reader = StreamReader(stream, stats, name, cap)  # type: ignore[arg-type]
+            entry["complete"] = False  # until the file is read to its end
+            try:
+                for response in reader.responses():
+                    yield name, _with_dump(response, reader.dump or dump)
+                entry["complete"] = True
+            except StreamFailed as err:
+                if err.fatal:
+                    raise
+                # the records read so far stay; the rest of the file is a counted skip
+                stats.skipped["unreachable"] += 1
+                log.warning("%s: skipped from byte %d on: %s", name, err.position, err.detail)
+            finally:  # also when the stage stops early (max_records): the part read
+                entry.update(bytes=stream.size, sha256=stream.sha256, dump=reader.dump or dump)
+
+
+def _with_dump(response: WarcResponse, dump: str) -> WarcResponse:
+    return response if response.dump or not dump else replace(response, dump=dump)
 
 
 def _write_report(out_dir: Path, index: pd.DataFrame, names: list[str], stats: ReadStats,

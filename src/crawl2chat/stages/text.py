@@ -1,10 +1,13 @@
 """Stage ``text``: from crawled HTML to clean documents, the FineWeb recipe plus PII.
 
-In: ``data/crawl/`` (WARC shards listed in ``index.parquet``).
+In: ``data/crawl/`` (WARC shards listed in ``index.parquet``), or with ``source`` set,
+already extracted FineWeb-style rows (local Parquet, a ``save_to_disk`` folder or a
+Hugging Face dataset; :mod:`crawl2chat.text.sources`), which skip the URL filter and
+extraction; ``source.json`` then says what was read.
 Out (``data/text/``): ``documents.parquet`` (doc_id, url, warc_file, lang, lang_score,
-text) and ``removed.parquet`` (doc_id, url, reason, text) -- every page is in exactly
-one of them --, ``counts.json`` (per-step counts, achieved language mix, PII counts),
-``report.md`` and ``funnel.png``.
+text, and FineWeb's dump and date) and ``removed.parquet`` (doc_id, url, reason, text)
+-- every page is in exactly one of them --, ``counts.json`` (per-step counts, achieved
+language mix, PII counts), ``report.md`` and ``funnel.png``.
 
 Steps, in order (``crawl2chat.text.recipe.ORDER``), each dropping with a reason
 ``<step>:<why>``: ``url`` (FineWeb's blocklist) -> ``extract`` (trafilatura) -> ``lang``
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +37,7 @@ from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist
 from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
 from crawl2chat.text import chunks, mix
+from crawl2chat.text import sources as text_sources
 from crawl2chat.text.dedup import ExactDedup
 from crawl2chat.text.funnel import write_report
 from crawl2chat.text.minhash import MinHashDedup, MinHasher
@@ -57,7 +62,8 @@ __all__ = [
 DOCUMENTS = paths.TEXT_DOCUMENTS
 REMOVED = "removed.parquet"
 COUNTS = "counts.json"
-DOC_COLUMNS = ("doc_id", "url", "warc_file", "lang", "lang_score", "text")
+SOURCE = "source.json"
+DOC_COLUMNS = ("doc_id", "url", "warc_file", "lang", "lang_score", "text", "dump", "date")
 REMOVED_COLUMNS = ("doc_id", "url", "reason", "text")
 
 
@@ -89,6 +95,29 @@ def _url_filter(cfg: Cfg, urls: list[str]) -> UrlFilter | None:
                      extra_domains=cfg.url.extra_domains)
 
 
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` with a text source's relative paths read from the project in ``root``."""
+    if cfg.source is None:
+        return cfg
+    return replace(cfg, source=replace(cfg.source, root=str(root)))
+
+
+def needs_input(cfg: Cfg) -> bool:
+    """Whether the stage reads the crawl (not with a text source of its own)."""
+    return cfg.source is None
+
+
+def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
+    """A text source's local files, fingerprinted before the run."""
+    return text_sources.local_files(cfg.source) if cfg.source is not None else []
+
+
+def discovered_inputs(out_dir: Path) -> dict[str, dict[str, str]]:
+    """A hub dataset read as the text source, as a lineage input."""
+    file = out_dir / SOURCE
+    return text_sources.hub_inputs(json.loads(file.read_text())) if file.exists() else {}
+
+
 def _merge(into: dict[str, StepStats], stats: dict[str, StepStats]) -> None:
     for name, record in stats.items():
         into[name].add(record)
@@ -99,11 +128,17 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     import pandas as pd
     from tqdm import tqdm
 
-    if in_dir is None:
-        raise InputError("stage text needs the crawl stage's output folder")
-    index = _index(in_dir)
-    slices = chunks.plan(index, cfg.chunk_records)
-    url_filter = _url_filter(cfg, index["url"].tolist())
+    if cfg.source is not None:
+        slices: list = text_sources.plan(cfg.source, cfg.chunk_records)
+        url_filter = None
+        (out_dir / SOURCE).write_text(json.dumps(text_sources.describe(cfg.source, slices),
+                                                 indent=2) + "\n")
+    else:
+        if in_dir is None:
+            raise InputError("stage text needs the crawl stage's output folder")
+        index = _index(in_dir)
+        slices = chunks.plan(index, cfg.chunk_records)
+        url_filter = _url_filter(cfg, index["url"].tolist())
     read = ReadStats()
     stats = new_stats(ORDER)
     removed: list[tuple[Doc, str]] = []
@@ -155,7 +190,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
                 stats["pii"].add(step)
 
     docs = pd.DataFrame([{"doc_id": d.doc_id, "url": d.url, "warc_file": d.warc_file,
-                          "lang": d.lang, "lang_score": d.lang_score, "text": d.text}
+                          "lang": d.lang, "lang_score": d.lang_score, "text": d.text,
+                          "dump": d.dump, "date": d.date}
                          for d in kept], columns=list(DOC_COLUMNS)).astype(
                              {"lang_score": "float64"})
     gone = pd.DataFrame([{"doc_id": d.doc_id, "url": d.url, "reason": r, "text": d.text}

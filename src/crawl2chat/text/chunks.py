@@ -41,6 +41,7 @@ from crawl2chat.text.gopher import GopherQuality, GopherRepetition
 from crawl2chat.text.langid import Language
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.recipe import Cfg, kwargs
+from crawl2chat.text.sources import Slice, read_slice
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
 
 log = logging.getLogger("crawl2chat.text")
@@ -108,7 +109,7 @@ def _pages(path: Path, chunk: Chunk, read: ReadStats) -> list[Doc]:
         fh.seek(chunk.start)
         blob = fh.read(chunk.end - chunk.start)
     return [Doc(r.record_id.strip("<>"), r.url, chunk.warc_file, r.header("Content-Type") or "",
-                r.payload)
+                r.payload, dump=r.dump, date=r.date)
             for r in iter_responses(io.BytesIO(blob), read, name=str(path), base=chunk.start)]
 
 
@@ -132,13 +133,22 @@ def _error(doc: Doc, step: str, err: Exception) -> str:
     return f"error:{type(err).__name__}"
 
 
-def filter_chunk(in_dir: Path, chunk: Chunk, cfg: Cfg, url_filter: UrlFilter | None) -> Filtered:
-    """The URL filter and per-document steps on one slice, plus dedup keys of survivors."""
+def filter_chunk(in_dir: Path | None, chunk: Chunk | Slice, cfg: Cfg,
+                 url_filter: UrlFilter | None) -> Filtered:
+    """The URL filter and per-document steps on one slice, plus dedup keys of survivors.
+    A :class:`~crawl2chat.text.sources.Slice` of already extracted text skips the URL
+    filter and extraction."""
     logging.getLogger("trafilatura").setLevel(logging.ERROR)  # it warns on every odd page
     read = ReadStats()
-    docs = _pages(in_dir / chunk.warc_file, chunk, read)
-    steps: list[Step] = [_Guarded(s) for s in
-                         ([url_filter] if url_filter is not None else []) + doc_steps(cfg)]
+    if isinstance(chunk, Slice):
+        docs = read_slice(chunk)
+        read.responses = len(docs)
+        plain: list[Step] = [s for s in doc_steps(cfg) if s.name != "extract"]
+    else:
+        assert in_dir is not None
+        docs = _pages(in_dir / chunk.warc_file, chunk, read)
+        plain = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
+    steps: list[Step] = [_Guarded(s) for s in plain]
     stats = new_stats([*(s.name for s in steps), "dedup"])
     hasher = MinHasher(**kwargs(cfg.dedup)) if "dedup" not in cfg.skip_steps else None
     outcomes = []

@@ -19,6 +19,7 @@ from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.errors import ConfigError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.text import languages as langs
+from crawl2chat.text.sources import SourceCfg
 
 # every step in pipeline order; the stage's funnel follows it
 ORDER = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "dedup",
@@ -179,6 +180,7 @@ class Cfg:
     min_chars: int = 300  # shorter main texts are menus, stubs and index pages
     max_html_bytes: int = 2_000_000  # larger pages are dropped, not parsed (time bound)
     runner: RunnerCfg = field(default_factory=RunnerCfg)  # where the per-slice tasks run
+    source: SourceCfg | None = None  # already extracted text (FineWeb-style) instead of the crawl
     chunk_records: int = 64  # crawl records per task; fixed units keep the output fixed
     skip_steps: list[str] = field(default_factory=list)  # step names to switch off
     url: UrlCfg = field(default_factory=UrlCfg)

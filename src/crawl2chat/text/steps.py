@@ -35,6 +35,8 @@ class Doc:
     lang: str = ""
     lang_score: float = 0.0
     encoding: str = ""
+    dump: str = ""  # the crawl it came from (FineWeb's column), '' if unknown
+    date: str = ""  # when it was fetched (WARC-Date)
 
     def tokens(self) -> int:
         """Whitespace tokens: of the text once extracted, of the HTML before."""
