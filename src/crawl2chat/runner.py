@@ -87,6 +87,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _swap_into_place(tmp, out_dir)
+        _committed(module, cfg, in_dir, out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
         run.finish(metrics, out_dir, folder_digest(out_dir), details)
@@ -140,6 +141,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
+
+
+def _committed(module: Any, cfg: Any, in_dir: Path | None, out_dir: Path) -> None:
+    """The stage's own clean-up once its output is in place (the base stage's resume
+    checkpoints): not earlier, so that a failed gate or a kill before the rename can
+    still resume."""
+    hook = getattr(module, "committed", None)
+    if hook:
+        hook(cfg, in_dir, out_dir)
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
