@@ -93,7 +93,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         run.finish(metrics, out_dir, folder_digest(out_dir), details)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
-    metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    config.write_atomic(metrics_file, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
 
