@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("model", "text"),
     ("crawl", "tokenizer"),
     ("lineage", "parallel", "runtime"),
-    ("config", "digest"),
+    ("config", "digest", "redact"),
     ("errors", "paths"),
 ]
 

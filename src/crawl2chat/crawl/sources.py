@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from crawl2chat.errors import InputError
+from crawl2chat.redact import redact, redact_url
 
 _CHUNK = 1 << 20
 
@@ -39,7 +40,7 @@ class Source:
     def name(self, root: Path) -> str:
         """What reports call it: the path relative to ``root`` if inside it, else as given."""
         if self.path is None:
-            return str(self.url)
+            return redact_url(str(self.url))  # credentials in a URL stay out of every record
         try:
             return self.path.relative_to(root.resolve()).as_posix()
         except ValueError:
@@ -110,5 +111,6 @@ def local_copy(source: Source) -> Iterator[tuple[Path, str, int]]:
                     dst.write(chunk)
                     size += len(chunk)
         except (OSError, ValueError) as err:  # fsspec maps 404 and friends to these
-            raise InputError(f"crawl.sources: cannot read {url}: {err}") from err
+            raise InputError(f"crawl.sources: cannot read {redact(url)}: {redact(str(err))}"
+                             ) from err
         yield copy, digest.hexdigest(), size
