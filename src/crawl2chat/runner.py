@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, paths, runtime, stages
+from crawl2chat import config, lineage, orphans, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
@@ -59,7 +59,9 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
     started = time.time()
+    orphans.fail_dead_runs(lineage.EXPERIMENT)  # runs a SIGKILL left RUNNING
     with lineage.stage_run(stage, section, inputs, root) as run:
+        orphans.claim()
         try:
             metrics = module.run(cfg, in_dir, tmp)
             # inputs only known once read (a remote WARC's sha256): recorded like the rest
