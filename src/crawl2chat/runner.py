@@ -10,6 +10,7 @@ MLflow run that records all of it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -57,7 +58,10 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         return _run_as_helper_rank(module, cfg, in_dir, out_dir)
     sweep_leftovers(out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise _write_error(stage, err, tmp) from err
     started = time.time()
     orphans.fail_dead_runs(lineage.EXPERIMENT)  # runs a SIGKILL left RUNNING
     with lineage.stage_run(stage, section, inputs, root) as run:
@@ -85,8 +89,10 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "created_unix": int(time.time()),
             }
             lineage.write_manifest(tmp, manifest)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+                raise _write_error(stage, err, tmp) from err
             raise
         _swap_into_place(tmp, out_dir)
         _committed(module, cfg, in_dir, out_dir)
@@ -143,6 +149,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
+
+
+# a full disk, a quota, a read-only or unwritable folder, a file-size limit, a file in the way
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                           errno.EPERM, errno.EFBIG, errno.ENOTDIR, errno.EEXIST})
+
+
+def _write_error(stage: str, err: OSError, tmp: Path) -> StageError:
+    """One line naming the path: the file the system named, else the folder written to."""
+    where = err.filename or tmp
+    return StageError(f"{stage}: cannot write {where}: {err.strerror or err} (the output "
+                      f"goes to {tmp.parent}; free space there or make it writable)")
 
 
 def _committed(module: Any, cfg: Any, in_dir: Path | None, out_dir: Path) -> None:
