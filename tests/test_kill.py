@@ -1,7 +1,7 @@
-"""Stages killed with SIGKILL at a random point (seeded), then run again: the output equals
-an uninterrupted run's, nothing partial is left beside it, and the killed attempt's MLflow
-run is marked FAILED. Base training killed after a checkpoint, and in the middle of writing
-one, resumes to bit-identical weights."""
+"""Stages (crawl, tokens, base) killed with SIGKILL at a random point (seeded), then run
+again: the output equals an uninterrupted run's, nothing partial is left beside it, and the
+killed attempt's MLflow run is marked FAILED. Base training killed after a checkpoint, and
+in the middle of writing one, resumes to bit-identical weights."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from conftest import documents
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
@@ -104,6 +106,21 @@ def _crawl_project(root: Path) -> Path:
     return root
 
 
+def _tokens_project(root: Path) -> Path:
+    text = paths.stage_output("text", root)
+    text.mkdir(parents=True)
+    docs = documents(400)
+    pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(docs))], "text": docs}).to_parquet(
+        text / "documents.parquet", index=False)
+    (text / paths.MANIFEST).write_text(json.dumps({"stage": "text", "created_unix": 0}))
+    section = config.compose(REPO, ["experiment=smoke", "tokens.vocab_size=320"])["tokens"]
+    (root / paths.PARAMS_FILE).write_text(yaml.safe_dump({"tokens": section}))
+    return root
+
+
+PROJECTS = {"crawl": _crawl_project, "tokens": _tokens_project}
+
+
 def _data(folder: Path) -> dict[str, bytes]:
     """Every output file but the ones that name the run (manifest: its time and run id)."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
@@ -111,28 +128,32 @@ def _data(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted_crawl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    root = _crawl_project(tmp_path_factory.mktemp("whole"))
-    execute("crawl", root)
-    return _data(paths.stage_output("crawl", root))
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
+    outputs = {}
+    for stage, build in PROJECTS.items():
+        root = build(tmp_path_factory.mktemp(f"whole-{stage}"))
+        execute(stage, root)
+        outputs[stage] = _data(paths.stage_output(stage, root))
+    return outputs
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_crawl_killed_anywhere_reruns_to_the_same_output(
-        seed: int, uninterrupted_crawl: dict[str, bytes], tmp_path: Path,
+@pytest.mark.parametrize(("stage", "seed"), [("crawl", 0), ("crawl", 1), ("crawl", 2),
+                                             ("tokens", 0), ("tokens", 1)])
+def test_a_stage_killed_anywhere_reruns_to_the_same_output(
+        stage: str, seed: int, uninterrupted: dict[str, dict[str, bytes]], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    root = _crawl_project(tmp_path)
-    out = paths.stage_output("crawl", root)
-    proc = _start("crawl", root)
-    killed = _kill_when(proc, lambda: any(out.parent.glob("crawl.tmp-*")),
+    root = PROJECTS[stage](tmp_path)
+    out = paths.stage_output(stage, root)
+    proc = _start(stage, root)
+    killed = _kill_when(proc, lambda: any(out.parent.glob(f"{out.name}.tmp-*")),
                         random.Random(seed).uniform(0.0, 1.5))
-    assert not out.exists() or _data(out) == uninterrupted_crawl  # never a partial output
+    assert not out.exists() or _data(out) == uninterrupted[stage]  # never a partial output
     assert _status(killed) == "RUNNING"  # nothing in the killed process could end it
-    execute("crawl", root)
-    assert _data(out) == uninterrupted_crawl
+    execute(stage, root)
+    assert _data(out) == uninterrupted[stage]
     assert _leftovers(root) == []
     assert _status(killed) == "FAILED"
 
