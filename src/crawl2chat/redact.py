@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 MLFLOW_PARAM_LIMIT = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MASK = "***"
@@ -31,15 +31,20 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc
     except ValueError:  # not parseable as a URL: hide all of it but the scheme
         return url.split("://", 1)[0] + "://" + MASK
-    if "@" in netloc:
+    changed = "@" in netloc
+    if changed:
         netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_SECRET_PARAM.fullmatch(k) for k, _ in pairs):
+            changed = True
             query = urlencode([(k, MASK if _SECRET_PARAM.fullmatch(k) else v)
                                for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    if not changed:
+        return url  # as given: a round trip through urlunsplit may drop an empty "//"
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def redact(text: str) -> str:
