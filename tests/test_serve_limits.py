@@ -112,7 +112,7 @@ def test_with_an_api_key_v1_needs_the_bearer_token(tok: Tokenizer) -> None:
 
 
 def test_a_huge_prompt_is_tokenised_off_the_event_loop(tok: Tokenizer) -> None:
-    text = "the cat sat on the mat; " * 200_000  # 4.8M chars: seconds of tokenising
+    text = "the cat sat on the mat; " * 300_000  # 7.2M chars: a second or more of tokenising
     with _serve(tok, max_body_bytes=10_000_000, max_input_chars=10_000_000) as base:
         started = time.monotonic()
         slow = threading.Thread(target=lambda: httpx.post(
@@ -120,12 +120,13 @@ def test_a_huge_prompt_is_tokenised_off_the_event_loop(tok: Tokenizer) -> None:
         slow.start()
         time.sleep(0.3)  # the body is in, tokenising has begun
         waits = []
-        while slow.is_alive() and len(waits) < 20:
+        while slow.is_alive() and len(waits) < 40:
             t0 = time.monotonic()
-            assert httpx.get(base + "/health", timeout=30).status_code == 200
+            assert httpx.get(base + "/health", timeout=60).status_code == 200
             waits.append(time.monotonic() - t0)
             time.sleep(0.05)
         slow.join()
         busy = time.monotonic() - started
-    assert len(waits) >= 3, f"the huge request took only {busy:.2f} s"
-    assert max(waits) < 0.5, waits
+    # on the event loop, one probe would wait out the whole tokenising (about `busy`)
+    assert len(waits) >= 2, f"the huge request took only {busy:.2f} s"
+    assert max(waits) < max(0.5, busy / 3), (waits, busy)
