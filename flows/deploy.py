@@ -8,6 +8,10 @@ Scheduled runs need a Prefect server and a process that executes them:
 
 Without ``--serve`` the deployment is only registered (``apply``), for a worker or a
 later ``serve`` to pick up. Each run is ``dvc repro``: only stale stages rebuild.
+
+The deployed flow, :func:`nightly`, rebuilds the project this file belongs to and takes
+no folder as a parameter: whoever can reach the Prefect API may start a run (and choose
+``force``), but cannot point ``dvc repro`` at a folder of their choice.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefect import flow
+
 from crawl2chat import config, runtime
 from crawl2chat.errors import ConfigError
 from crawl2chat.paths import STAGES, project_root
+
+PROJECT = Path(__file__).resolve().parents[1]  # flows/ is a folder of its project
 
 
 @dataclass
@@ -44,18 +52,32 @@ def load_cfg(root: Path) -> DeployCfg:
     return config.build(DeployCfg, config.load_params(root).get("deploy"), "deploy")
 
 
-def build_deployment(cfg: DeployCfg, root: Path) -> Any:
-    """The pipeline flow as a RunnerDeployment on ``cfg.cron``, rebuilding ``root``."""
+def _load(name: str, file: str) -> Any:
     from prefect.flows import load_flow_from_entrypoint
+
+    # from the file beside this one: flows/ is a folder of the project, not a package
+    return load_flow_from_entrypoint(f"{Path(__file__).with_name(file)}:{name}",
+                                     use_placeholder_flow=False)
+
+
+@flow(name="pipeline", description="crawl -> text -> tokens -> base -> sft via dvc repro, "
+      "in the project the deployment was made from")
+def nightly(force: bool = False) -> None:
+    """The pipeline flow's body in :data:`PROJECT`, a root no caller can change."""
+    _load("pipeline", "pipeline.py").fn(force=force, root=str(PROJECT))
+
+
+def build_deployment(cfg: DeployCfg, root: Path) -> Any:
+    """The pipeline as a RunnerDeployment on ``cfg.cron``, rebuilding ``root``: the project
+    this file belongs to (any other is refused, as the deployment cannot be given one)."""
     from prefect.schedules import Cron
 
-    # the flow file beside this one: flows/ is a folder of the project, not a package
-    pipeline = load_flow_from_entrypoint(f"{Path(__file__).with_name('pipeline.py')}:pipeline",
-                                         use_placeholder_flow=False)
-    return pipeline.to_deployment(
-        name=cfg.name, schedule=Cron(cfg.cron, timezone=cfg.timezone),
-        parameters={"root": str(root)}, tags=["crawl2chat"],
-        description=f"crawl2chat pipeline in {root}, on cron '{cfg.cron}' ({cfg.timezone})")
+    if root.resolve() != PROJECT:
+        raise ConfigError(f"{Path(__file__).resolve()} deploys its own project {PROJECT}, "
+                          f"not {root}: run the deploy.py inside {root}/flows")
+    return _load("nightly", "deploy.py").to_deployment(
+        name=cfg.name, schedule=Cron(cfg.cron, timezone=cfg.timezone), tags=["crawl2chat"],
+        description=f"crawl2chat pipeline in {PROJECT}, on cron '{cfg.cron}' ({cfg.timezone})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),
-    ("lineage", "parallel", "runtime"),
-    ("config", "digest"),
+    ("lineage", "orphans", "parallel", "runtime"),
+    ("config", "digest", "redact"),
     ("errors", "paths"),
 ]
 

@@ -77,7 +77,7 @@ def test_output_folder_is_a_loadable_model_with_report(stage: tuple[Path, dict])
     assert config_json["crawl2chat"]["val_loss"] == m["val_loss"]
 
 
-def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
+def test_a_killed_stage_resumes_from_its_checkpoint_and_keeps_it_until_committed(
         stage: tuple[Path, dict], tokens_folder: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     _, uninterrupted = stage
@@ -107,6 +107,8 @@ def test_a_killed_stage_resumes_from_its_checkpoint_and_then_removes_it(
     assert m["resumed_from_step"] == 10 and m["steps"] == 20
     assert m["val_loss"] == uninterrupted["val_loss"]  # exactly where it would have been
     assert "resumed from the checkpoint of step 10" in (out / "report.md").read_text()
+    assert checkpoints.exists()  # kept until the runner has the output in place
+    base.committed(cfg, tokens_folder, out)
     assert not checkpoints.exists()
 
 

@@ -3,7 +3,10 @@ their own section of ``params.yaml`` into a typed dataclass.
 
 DVC tracks ``params.yaml`` per section, so a change to ``base.*`` reruns ``base`` and
 ``sft`` only. Overrides given to ``crawl2chat compose/run`` are saved in
-``conf/overrides.yaml`` so that the DVC ``compose`` stage reproduces them.
+``conf/overrides.yaml`` so that the DVC ``compose`` stage reproduces them; they are saved
+only once they compose and every stage's section builds its typed ``Cfg``
+(:func:`compose_and_save`), so a typo never reaches the next ``dvc repro``. Every file
+here is written whole or not at all (:func:`write_atomic`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import tempfile
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,11 +45,38 @@ def read_overrides(root: Path) -> list[str]:
     return overrides
 
 
+def write_atomic(file: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``file``, then rename it over ``file``:
+    a reader (or DVC) sees the old content or the new, never a half-written file, and a
+    full disk leaves the old file as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_overrides(root: Path, overrides: list[str]) -> None:
-    file = root / paths.OVERRIDES_FILE
     body = yaml.safe_dump({"overrides": list(overrides)}, sort_keys=False)
-    file.write_text("# Hydra overrides of the current run; written by `crawl2chat run/compose`.\n"
-                    + body)
+    write_atomic(root / paths.OVERRIDES_FILE, "# Hydra overrides of the current run; written "
+                 "by `crawl2chat run/compose`.\n" + body)
+
+
+def compose_and_save(root: Path, overrides: list[str] | None,
+                     check: Callable[[dict[str, Any]], None]) -> Path:
+    """Compose ``conf/`` with ``overrides`` (None: the saved ones), ``check`` the tree (the
+    stages build their typed sections), and only then save the overrides and write
+    ``params.yaml``; a failure leaves both files as they were. Returns ``params.yaml``."""
+    tree = compose(root, overrides)
+    check(tree)
+    if overrides is not None:
+        write_overrides(root, overrides)
+    return write_params(root, tree)
 
 
 def compose(root: Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -69,7 +102,7 @@ def write_params(root: Path, tree: dict[str, Any]) -> Path:
     file = root / paths.PARAMS_FILE
     text = HEADER + yaml.safe_dump(tree, sort_keys=False)
     if not file.exists() or file.read_text() != text:  # keep mtime when nothing changed
-        file.write_text(text)
+        write_atomic(file, text)
     return file
 
 

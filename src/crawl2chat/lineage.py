@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import paths
+from crawl2chat import paths, redact
 from crawl2chat.errors import StageError
 
 EXPERIMENT = "crawl2chat"
@@ -109,7 +109,7 @@ def stage_run(stage: str, section: dict[str, Any], inputs: dict[str, dict[str, s
     with mlflow.start_run(run_name=stage) as run:
         mlflow.set_tags({"stage": stage, "git.revision": git_revision(root),
                          "dvc.lock.digest": _dvc_lock_digest(root)})
-        mlflow.log_params(flatten({stage: section}))
+        mlflow.log_params(redact.params(flatten({stage: section})))
         log_inputs(inputs, root)
         yield StageRun(run_id=run.info.run_id, stage=stage)
 

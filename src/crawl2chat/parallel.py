@@ -38,7 +38,8 @@ class RunnerCfg:
 
     kind: str = "processes"
     workers: int = 2
-    address: str | None = None  # dask: scheduler address, e.g. tcp://10.0.0.5:8786
+    address: str | None = None  # dask: scheduler address, e.g. tls://10.0.0.5:8786
+    trust_scheduler: bool = False  # accept a plain-TCP scheduler that is not on loopback
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,6 +48,41 @@ class RunnerCfg:
             raise ConfigError(f"text.runner.workers: must be >= 1, got {self.workers}")
         if self.address and self.kind != "dask":
             raise ConfigError("text.runner.address: only for kind 'dask'")
+        if self.address:
+            check_scheduler(self.address, self.trust_scheduler)
+
+
+TRUST_WARNING = (
+    "text.runner.address {address} is a plain-TCP Dask scheduler off this machine, trusted "
+    "because text.runner.trust_scheduler is true: results come back as pickles and are "
+    "unpickled here, so anyone who can reach or impersonate that scheduler or its workers "
+    "can run code in this process. Use tls:// with certificates unless the network is yours.")
+
+
+def check_scheduler(address: str, trusted: bool) -> None:
+    """Refuse a Dask scheduler whose results this process should not unpickle: one off
+    this machine, reached without TLS, unless ``trusted`` (then warn, loudly). Results,
+    exceptions and task arguments travel as pickles; unpickling runs code."""
+    from urllib.parse import urlsplit
+
+    scheme, _, rest = address.partition("://")
+    if not rest:
+        scheme, rest = "tcp", address  # Dask's default protocol
+    if scheme == "tls":
+        return
+    try:
+        host = urlsplit(f"//{rest}").hostname or ""
+    except ValueError as err:
+        raise ConfigError(f"text.runner.address: cannot read {address!r}: {err}") from err
+    if scheme == "inproc" or host in ("localhost", "127.0.0.1", "::1") or host.startswith("127."):
+        return
+    if not trusted:
+        raise ConfigError(
+            f"text.runner.address {address!r}: a remote Dask scheduler must be reached over "
+            "tls:// (results are unpickled here: a scheduler or worker anyone can reach or "
+            "impersonate could run code in this process); or set "
+            "text.runner.trust_scheduler: true on a network you control")
+    logging.getLogger("crawl2chat").warning(TRUST_WARNING.format(address=address))
 
 
 def _new_runner(cfg: RunnerCfg) -> Any:

@@ -14,6 +14,7 @@ and metrics in the Prefect UI.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, paths, runtime, stages
+from crawl2chat import config, lineage, orphans, paths, runtime, stages
 from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
@@ -65,9 +66,14 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         return _run_as_helper_rank(module, cfg, in_dir, out_dir)
     sweep_leftovers(out_dir)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise _write_error(stage, err, tmp) from err
     started = time.time()
+    orphans.fail_dead_runs(lineage.EXPERIMENT)  # runs a SIGKILL left RUNNING
     with lineage.stage_run(stage, section, inputs, root) as run:
+        orphans.claim()
         try:
             metrics = module.run(cfg, in_dir, tmp)
             # inputs only known once read (a remote WARC's sha256): recorded like the rest
@@ -91,18 +97,21 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "created_unix": int(time.time()),
             }
             lineage.write_manifest(tmp, manifest)
-        except BaseException:
+        except BaseException as err:
             _log_quality_results(tmp)
             _discard_failed(tmp, out_dir)
+            if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+                raise _write_error(stage, err, tmp) from err
             raise
         _swap_into_place(tmp, out_dir)
+        _committed(module, cfg, in_dir, out_dir)
         _log_quality_results(out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
         run.finish(metrics, out_dir, folder_digest(out_dir), details)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
-    metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    config.write_atomic(metrics_file, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
 
@@ -208,6 +217,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
+
+
+# a full disk, a quota, a read-only or unwritable folder, a file-size limit, a file in the way
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                           errno.EPERM, errno.EFBIG, errno.ENOTDIR, errno.EEXIST})
+
+
+def _write_error(stage: str, err: OSError, tmp: Path) -> StageError:
+    """One line naming the path: the file the system named, else the folder written to."""
+    where = err.filename or tmp
+    return StageError(f"{stage}: cannot write {where}: {err.strerror or err} (the output "
+                      f"goes to {tmp.parent}; free space there or make it writable)")
+
+
+def _committed(module: Any, cfg: Any, in_dir: Path | None, out_dir: Path) -> None:
+    """The stage's own clean-up once its output is in place (the base stage's resume
+    checkpoints): not earlier, so that a failed gate or a kill before the rename can
+    still resume."""
+    hook = getattr(module, "committed", None)
+    if hook:
+        hook(cfg, in_dir, out_dir)
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:

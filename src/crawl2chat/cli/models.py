@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from crawl2chat.cli.args import positive_int, probability, sampling_args
@@ -51,7 +52,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from crawl2chat.serve.server import Limits, run_server
 
     limits = Limits(max_tokens=args.max_tokens, max_concurrency=args.max_concurrency,
-                    top_k=args.top_k)
+                    top_k=args.top_k, max_body_bytes=args.max_body_bytes,
+                    api_key=args.api_key or os.environ.get("CRAWL2CHAT_API_KEY") or None,
+                    allowed_hosts=tuple(args.allowed_host))
     return run_server(Path(args.model_dir), host=args.host, port=args.port,
                       model_id=args.model_name, limits=limits)
 
@@ -114,12 +117,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Serve MODEL_DIR over HTTP: POST /v1/chat/completions "
                        "(chat template, streaming or not), POST /v1/completions (plain text "
                        "continuation, for base models), GET /v1/models, and a web chat page at "
-                       "/. Any OpenAI client works: base_url=http://HOST:PORT/v1, any api_key, "
-                       "model=the name printed at start. Ctrl-C stops it.")
+                       "/. Any OpenAI client works: base_url=http://HOST:PORT/v1, api_key=the "
+                       "--api-key (any when none is set), model=the name printed at start. "
+                       "Ctrl-C stops it.")
     p.add_argument("model_dir", help="a model folder, e.g. models/sft or models/base")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on; 0.0.0.0 exposes it to the network, and there "
-                   "is no authentication (default: %(default)s)")
+                   help="address to listen on; 0.0.0.0 exposes it to the network: set "
+                   "--api-key then (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     p.add_argument("--model-name",
                    help="the model id clients must send (default: the folder's name)")
@@ -132,4 +136,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=SamplingCfg().top_k,
                    help="sample among the k most likely tokens unless a request sets top_k "
                    "(default: %(default)s)")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (default: "
+                   "$CRAWL2CHAT_API_KEY; none: no authentication)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name the server answers to besides localhost, 127.0.0.1, "
+                   "[::1] and --host (requests naming others are refused: DNS rebinding); "
+                   "repeatable; '*' allows any")
+    p.add_argument("--max-body-bytes", type=positive_int, default=1 << 20,
+                   help="larger request bodies get HTTP 413 (default: %(default)s)")
     p.set_defaults(func=_cmd_serve)

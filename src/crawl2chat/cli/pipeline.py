@@ -33,11 +33,10 @@ def _keep_failed(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from crawl2chat import config
+    from crawl2chat import config, stages
 
     root = paths.project_root()
-    config.write_overrides(root, args.overrides)
-    config.write_params(root, config.compose(root))
+    config.compose_and_save(root, args.overrides, stages.check_params)
     pipeline = _flow("pipeline", "pipeline", root)
     runtime.quiet_libraries()
     _keep_failed(args)
@@ -48,13 +47,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
-    from crawl2chat import config
+    from crawl2chat import config, stages
 
     root = paths.project_root()
-    if not args.saved:
-        config.write_overrides(root, args.overrides)
-    tree = config.compose(root)
-    file = config.write_params(root, tree)
+    file = config.compose_and_save(root, None if args.saved else args.overrides,
+                                   stages.check_params)
     print(f"wrote {file.relative_to(root)} (overrides: {config.read_overrides(root) or 'none'})")
     return 0
 

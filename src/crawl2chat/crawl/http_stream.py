@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 
 from crawl2chat.errors import ConfigError
+from crawl2chat.redact import redact_url
 
 log = logging.getLogger("crawl2chat.crawl")
 
@@ -47,7 +48,7 @@ class StreamFailed(OSError):
     """The file could not be read to its end; ``position``: bytes handed out before."""
 
     def __init__(self, url: str, position: int, detail: str, *, fatal: bool = False) -> None:
-        super().__init__(f"{url}: {detail}")
+        super().__init__(f"{redact_url(url)}: {detail}")
         self.url, self.position, self.detail, self.fatal = url, position, detail, fatal
 
 
@@ -107,8 +108,8 @@ class HttpStream(io.RawIOBase):
                                        f"gave up after {failures} failed requests: "
                                        f"{_short(err)}") from err
                 wait = min(self.cfg.max_backoff_s, self.cfg.backoff_s * 2 ** (failures - 1))
-                log.warning("%s: %s at byte %d; retry %d/%d in %.1f s", self.url, _short(err),
-                            start, failures, self.cfg.retries, wait)
+                log.warning("%s: %s at byte %d; retry %d/%d in %.1f s", redact_url(self.url),
+                            _short(err), start, failures, self.cfg.retries, wait)
                 time.sleep(wait)
                 self.reconnects += 1
 

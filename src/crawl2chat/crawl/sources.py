@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from crawl2chat.crawl.http_stream import HttpCfg, HttpStream, StreamFailed
 from crawl2chat.errors import InputError
+from crawl2chat.redact import redact, redact_url
 
 _CHUNK = 1 << 20
 
@@ -39,7 +40,7 @@ class Source:
     def name(self, root: Path) -> str:
         """What reports call it: the path relative to ``root`` if inside it, else as given."""
         if self.path is None:
-            return str(self.url)
+            return redact_url(str(self.url))  # credentials in a URL stay out of every record
         try:
             return self.path.relative_to(root.resolve()).as_posix()
         except ValueError:
@@ -146,12 +147,14 @@ def open_remote(url: str, http: HttpCfg) -> Iterator[Hashing]:
         try:
             raw = fsspec.open(url, "rb").open()
         except (OSError, ValueError) as err:  # fsspec maps a missing file to these
-            raise InputError(f"crawl.sources: cannot read {url}: {err}") from err
+            raise InputError(f"crawl.sources: cannot read {redact(url)}: {redact(str(err))}"
+                             ) from err
     try:
         yield Hashing(raw)
     except StreamFailed as err:
         if err.fatal:
-            raise InputError(f"crawl.sources: cannot read {url}: {err.detail}") from err
+            raise InputError(f"crawl.sources: cannot read {redact(url)}: "
+                             f"{redact(err.detail)}") from err
         raise
     finally:
         raw.close()

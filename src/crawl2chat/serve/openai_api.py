@@ -8,7 +8,8 @@ Out: validated requests (:class:`ChatRequest`, :class:`CompletionRequest`) and t
 Unknown fields are ignored, as OpenAI-compatible servers commonly do, except those whose
 meaning this server cannot honour (tools, logprobs, penalties, ...): those are refused
 with a 400 rather than silently giving a different result. ``top_p`` (0 < top_p <= 1) and
-``stop`` (a string or a list of up to 4 non-empty strings) are honoured.
+``stop`` (a string or a list of up to 4 non-empty strings of at most 256 characters) are
+honoured; a request holds at most 512 messages, and a ``seed`` is one torch accepts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "response_f
 NEUTRAL: dict[str, Any] = {"presence_penalty": 0, "frequency_penalty": 0, "best_of": 1,
                            "echo": False, "logprobs": False}
 MAX_STOPS = 4  # OpenAI's limit on stop sequences
+MAX_STOP_CHARS = 256  # every generated token is checked against every stop sequence
+MAX_MESSAGES = 512  # a conversation longer than this does not fit any context we serve
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
 
 
 class APIError(Exception):
@@ -62,7 +66,7 @@ class _Request(BaseModel):
     stop: str | list[str] | None = Field(None, description="text that ends the reply; "
                                          "not included in it")
     top_k: int | None = Field(None, ge=1, description="extension: sample among the k best")
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     n: int = Field(1, ge=1, le=1, description="one choice per request")
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -81,6 +85,9 @@ class _Request(BaseModel):
         if any(not s for s in stops):
             raise APIError(400, "stop: sequences must be non-empty strings", param="stop",
                            code="invalid_value")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise APIError(400, f"stop: sequences may be at most {MAX_STOP_CHARS} characters",
+                           param="stop", code="invalid_value")
 
     def stop_sequences(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -105,7 +112,7 @@ class Message(BaseModel):
 
 
 class ChatRequest(_Request):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
 
     def limit(self) -> int | None:

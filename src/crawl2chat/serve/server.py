@@ -12,13 +12,18 @@ Out: a FastAPI app, served by uvicorn, with
 
 Limits: ``max_tokens`` is capped per request, prompt + reply must fit the model's context,
 and at most ``max_concurrency`` generations run at once (others get 429 at once rather
-than queueing behind CPU-bound work). Errors use OpenAI's shape
-``{"error": {"message", "type", "param", "code"}}``; validation failures are 400s.
+than queueing behind CPU-bound work). Before the app, serve/guard.py refuses bodies over
+``max_body_bytes`` (413), unknown ``Host`` names (DNS rebinding) and, with ``api_key``,
+``/v1`` requests without it (401). Prompts are rendered and tokenised in a worker thread,
+so a long one does not hold up other clients or ``/health``. Errors use OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}``; validation failures are 400s, and an
+unexpected failure is a JSON 500, never a plain-text one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import secrets
@@ -40,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 from crawl2chat.chat.template import render_prompt
 from crawl2chat.chat.turns import Turn
 from crawl2chat.model.sampling import SamplingCfg
+from crawl2chat.serve.guard import Guard, allowed_hosts
 from crawl2chat.serve.openai_api import (
     APIError,
     ChatRequest,
@@ -67,6 +73,10 @@ class Limits:
     max_concurrency: int = 2  # generations at once; a request beyond gets 429
     max_input_chars: int = 100_000  # refused before tokenizing: encoding costs too
     top_k: int | None = SamplingCfg().top_k  # default when the request has no top_k
+    max_body_bytes: int = 1 << 20  # larger bodies get 413 before they are parsed
+    api_key: str | None = None  # when set, /v1/* needs "Authorization: Bearer <api_key>"
+    host: str = "127.0.0.1"  # the listening address: a Host header it may arrive with
+    allowed_hosts: tuple[str, ...] = ()  # more Host names to answer ("*": any)
 
 
 def _sse(obj: dict[str, Any]) -> str:
@@ -196,6 +206,9 @@ def create_app(model: GPT, tok: Tokenizer, model_id: str, limits: Limits | None 
     app = FastAPI(title="crawl2chat", summary=f"OpenAI-compatible API for {model_id}",
                   docs_url="/docs", redoc_url=None)
     app.state.engine = engine
+    limits = engine.limits
+    app.add_middleware(Guard, hosts=allowed_hosts(limits.host, limits.allowed_hosts),
+                       api_key=limits.api_key, max_body_bytes=limits.max_body_bytes)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, err: APIError) -> JSONResponse:
@@ -206,6 +219,12 @@ def create_app(model: GPT, tok: Tokenizer, model_id: str, limits: Limits | None 
         message, param = _validation_message(err)
         return JSONResponse(error_body(message, param=param, code="invalid_value"),
                             status_code=400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.error("request failed: %s: %s", type(err).__name__, err)
+        return JSONResponse(error_body(f"internal error ({type(err).__name__})",
+                                       "server_error"), status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -240,7 +259,7 @@ def create_app(model: GPT, tok: Tokenizer, model_id: str, limits: Limits | None 
         messages = [m.as_template() for m in req.messages]
         engine.check(req, sum(len(m["content"]) for m in messages), "messages")
         try:
-            prompt = render_prompt(messages, tok)
+            prompt = await run_in_threadpool(render_prompt, messages, tok)
         except ValueError as err:
             raise APIError(400, str(err), param="messages") from None
         return await engine.respond(Reply(True, model_id), prompt, req, "messages")
@@ -250,7 +269,7 @@ def create_app(model: GPT, tok: Tokenizer, model_id: str, limits: Limits | None 
         text = req.text()
         engine.check(req, len(text), "prompt")
         # a training document starts with <|bos|>: so does the text to continue
-        prompt = [tok.special_id(special.BOS), *tok.encode(text)]
+        prompt = [tok.special_id(special.BOS), *await run_in_threadpool(tok.encode, text)]
         return await engine.respond(Reply(False, model_id), prompt, req, "prompt")
 
     return app
@@ -273,13 +292,13 @@ def run_server(model_dir: Path, host: str, port: int, model_id: str | None,
     """``crawl2chat serve``: serve until Ctrl-C."""
     import uvicorn
 
-    app = load_app(model_dir, model_id, limits)
+    app = load_app(model_dir, model_id, dataclasses.replace(limits, host=host))
     name = app.state.engine.model_id
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving model {name!r} from {model_dir}\n"
           f"  web chat:  http://{shown}:{port}/\n"
-          f"  API:       http://{shown}:{port}/v1  (OpenAI-compatible; model={name!r})",
-          flush=True)
+          f"  API:       http://{shown}:{port}/v1  (OpenAI-compatible; model={name!r}"
+          + ("; API key required)" if limits.api_key else ")"), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 

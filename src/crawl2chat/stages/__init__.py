@@ -22,11 +22,25 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
-from crawl2chat.paths import STAGES
+from crawl2chat.config import build
+from crawl2chat.errors import ConfigError
+from crawl2chat.paths import PARAMS_FILE, STAGES
 
 
 def load(stage: str) -> ModuleType:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
     return importlib.import_module(f"crawl2chat.stages.{stage}")
+
+
+def check_params(tree: dict[str, Any]) -> None:
+    """Build every stage's ``Cfg`` from its section of a composed ``tree``: a missing
+    section, an unknown key, a mistyped or out-of-range value fails now, naming its path,
+    not hours later when that stage starts."""
+    for stage in STAGES:
+        if not isinstance(tree.get(stage), dict):
+            raise ConfigError(f"{PARAMS_FILE} would have no '{stage}' section; conf/ must "
+                              "define one")
+        build(load(stage).Cfg, tree[stage], stage)

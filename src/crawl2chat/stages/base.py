@@ -8,8 +8,9 @@ grad norm, tokens/s, MFU every ``log_every`` steps), ``train_samples.jsonl``,
 
 Long training is resumable: with ``train.checkpoint_every`` the stage keeps
 ``last.ckpt`` in :func:`checkpoint_dir`, a folder beside its output named after its
-params and input; a rerun after a crash or kill continues from there (same losses as an
-uninterrupted run) and the folder is removed once the stage has its output.
+training params and input; a rerun after a crash or kill continues from there (same
+losses as an uninterrupted run). The folder outlives a failed quality gate and is removed
+by :func:`committed` once the runner has renamed the output into place.
 
 The model trains on random windows of the train split, or with ``data.mix`` of several
 tokens folders (same tokenizer) drawn by weight or epochs
@@ -36,7 +37,7 @@ import torch
 
 from crawl2chat import paths
 from crawl2chat.config import NOT_A_PARAM
-from crawl2chat.digest import folder_digest
+from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
@@ -49,7 +50,7 @@ from crawl2chat.model.sampling import SamplingCfg
 from crawl2chat.model.train import fit
 from crawl2chat.model.windows import DataCfg, MixedWindows, TokenWindows, mix_weights
 from crawl2chat.tokenizer import special
-from crawl2chat.tokenizer.shards import META_FILE, open_split, read_meta
+from crawl2chat.tokenizer.shards import open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 UNIGRAM_MAX_TOKENS = 1 << 26  # the entropy of larger splits is estimated on a spread sample
@@ -147,20 +148,39 @@ def sample(model: GPT, tok: Tokenizer, cfg: Cfg) -> list[dict[str, Any]]:
     return out
 
 
+# TrainCfg fields that change how training runs, logs or saves, not what it computes
+_NOT_TRAINING = ("progress_bar", "resume", "checkpoint_every", "num_workers", "log_every",
+                 "peak_flops")
+
+
 def checkpoint_dir(cfg: Cfg, in_dir: Path, out_dir: Path) -> Path:
-    """``<outputs>/base.tmp-ckpt-<digest of params and input>``: beside the stage's
-    temporary output folder, not inside it (that one is new for every attempt) and not in
-    ``models/base`` (DVC deletes a declared output before rerunning its stage). The
-    ``*.tmp-*/`` pattern keeps it out of git. Only the same params on the same tokens
-    find it again; settings that do not change the training are left out of the digest."""
-    params = asdict(cfg)
-    for name in ("progress_bar", "resume", "checkpoint_every", "num_workers"):
-        params["train"].pop(name)
-    params.pop("root")
-    upstream = in_dir / paths.MANIFEST  # names the tokens run; meta.json when run by hand
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-    digest.update((upstream if upstream.exists() else in_dir / META_FILE).read_bytes())
+    """``<outputs>/base.tmp-ckpt-<digest of training params and input>``: beside the
+    stage's temporary output folder, not inside it (that one is new for every attempt) and
+    not in ``models/base`` (DVC deletes a declared output before rerunning its stage). The
+    ``*.tmp-*/`` pattern keeps it out of git. Only what decides the trained weights is
+    hashed: the model, the training settings (less how it logs, saves and shows
+    progress) and the content of the input files (not the upstream manifest, whose
+    timestamps change on every rerun of an unchanged tokens stage). Evaluation, samples,
+    prompts and gate settings may change between a kill and the rerun."""
+    train = asdict(cfg.train)
+    for name in _NOT_TRAINING:
+        train.pop(name)
+    digest = hashlib.sha256(json.dumps({"model": asdict(cfg.model), "train": train,
+                                        "data": asdict(cfg.data)},
+                                       sort_keys=True, default=str).encode())
+    for file in sorted(p for p in in_dir.rglob("*") if p.is_file() and p.name != paths.MANIFEST):
+        digest.update(f"{file.relative_to(in_dir).as_posix()}\0{file_digest(file)}\0".encode())
+    for folder in _mix_folders(cfg):  # the mix's other sources decide the weights too
+        digest.update(f"{folder}\0{file_digest(folder / 'train.bin')}\0".encode())
     return out_dir.parent / f"base.tmp-ckpt-{digest.hexdigest()[:16]}"
+
+
+def committed(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> None:
+    """Called by the runner once the output is in place (after the quality gate and the
+    rename): only now is the checkpoint folder no longer needed. Until then a gate failure
+    or a kill during evaluation leaves it for the rerun to resume from."""
+    if in_dir is not None:
+        shutil.rmtree(checkpoint_dir(cfg, in_dir, out_dir), ignore_errors=True)
 
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
@@ -238,7 +258,6 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                          "| passes |\n|---|---:|---:|---:|\n" + "".join(
                              f"| {m['path']} | {m['train_tokens']} | {m['share']:.3f} | "
                              f"{m['passes']:.2f} |\n" for m in mix))
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the output now holds what they did
     return metrics
 
 

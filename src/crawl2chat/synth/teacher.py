@@ -12,30 +12,36 @@ Each conversation is written UltraChat-style: the teacher writes the user's open
 question about the seed, answers it as the assistant, writes the user's follow-up, answers
 again, for ``turns`` exchanges. The run is polite and restartable: requests start at most
 ``rps`` per second, at most ``concurrency`` conversations are in flight, 429 / 5xx /
-timeouts are retried with exponential backoff (``Retry-After`` honoured), an empty reply
+timeouts are retried with exponential backoff (``Retry-After`` honoured when it is a
+sane number of seconds or a date; ``-1``, ``nan`` or garbage fall back to the backoff), an
+empty reply
 is asked again, any other error stops the run. Every conversation is appended as one
 whole line; a rerun skips the jobs already in the file (a half-written last line left by
 a crash is dropped) and a conversation whose normalized text is already there is not
-written twice.
+written twice. The API key is sent only as a header: messages, logs and the records name
+the endpoint without credentials (crawl2chat.redact).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from crawl2chat.errors import InputError
+from crawl2chat.redact import redact, redact_url
 from crawl2chat.synth.files import Output, Seed
 
 log = logging.getLogger("crawl2chat.synth")
@@ -93,6 +99,17 @@ class Failed(Exception):
     """One conversation could not be written (retries exhausted, not a chat completion)."""
 
 
+class _Bearer(httpx.Auth):
+    """``Authorization: Bearer KEY`` on every request."""
+
+    def __init__(self, key: str) -> None:
+        self._header = f"Bearer {key}"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+
 class Teacher:
     """Chat completions from the endpoint, rate limited and retried."""
 
@@ -100,8 +117,10 @@ class Teacher:
         self.cfg, self.client = cfg, client
         base = cfg.endpoint.rstrip("/")
         self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        self.shown = redact_url(self.url)  # what messages name: no credentials in it
         self.limiter = RateLimiter(cfg.rps)
-        self.headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        # an Auth, not a header: httpx would replace a header by the URL's user:pass
+        self.auth: httpx.Auth | None = _Bearer(cfg.api_key) if cfg.api_key else None
 
     def ask(self, messages: list[dict[str, str]], role: str) -> str:
         """The teacher's reply, cleaned as a ``role`` message; an empty one is asked again."""
@@ -113,33 +132,56 @@ class Teacher:
                 time.sleep(self._delay(attempt, hint, problem))
             self.limiter.wait()
             try:
-                response = self.client.post(self.url, json=body, headers=self.headers,
-                                            timeout=self.cfg.timeout_s)
+                response = self.client.post(self.url, json=body, timeout=self.cfg.timeout_s,
+                                            **({"auth": self.auth} if self.auth else {}))
             except httpx.TransportError as err:  # timeouts, refused or dropped connections
                 problem, hint = f"{type(err).__name__}: {err}", None
                 continue
             if response.status_code == 200:
-                text = _clean(_content(response, self.url), role)
+                text = _clean(_content(response, self.shown), role)
                 if text:
                     return text
                 problem, hint = f"an empty {role} message", "0"
                 continue
             problem = f"HTTP {response.status_code}: {_error_message(response)}"
             if response.status_code not in RETRY_STATUS:
-                raise InputError(f"synth: the teacher at {self.url} refused the request "
-                                 f"({problem})")
+                raise InputError(f"synth: the teacher at {self.shown} refused the request "
+                                 f"({self.hide(problem)})")
             hint = response.headers.get("retry-after")
-        raise Failed(f"{self.url}: gave up after {self.cfg.max_retries + 1} tries ({problem})")
+        raise Failed(f"{self.shown}: gave up after {self.cfg.max_retries + 1} tries "
+                     f"({self.hide(problem)})")
+
+    def hide(self, text: str) -> str:
+        """``text`` (an error a server sent, say) with no URL credentials and no API key:
+        a server may echo the request's headers back."""
+        text = redact(text)
+        return text.replace(self.cfg.api_key, "***") if self.cfg.api_key else text
 
     def _delay(self, attempt: int, hint: str | None, problem: str) -> float:
-        try:
-            wanted = float(hint) if hint is not None else None
-        except ValueError:  # an HTTP date: back off as usual
-            wanted = None
+        wanted = retry_after_s(hint)
         if wanted is None:  # jitter keeps parallel workers from retrying in lockstep
             wanted = self.cfg.backoff_s * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-        log.info("retrying in %.2f s (%s)", wanted, problem)
+        log.info("retrying in %.2f s (%s)", wanted, self.hide(problem))
         return min(wanted, self.cfg.max_backoff_s)
+
+
+def retry_after_s(hint: str | None) -> float | None:
+    """Seconds a ``Retry-After`` value asks for: delta-seconds or an HTTP date; None for
+    anything else (negative, nan, infinite, garbage), which backs off as usual."""
+    if hint is None:
+        return None
+    try:
+        seconds = float(hint)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(hint)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+        return max(0.0, seconds)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -215,7 +257,7 @@ def run_synth(cfg: SynthCfg, seeds: list[Seed],
         else:
             todo.append((job, seed))
     stop = threading.Event()  # set by a fatal error: the other workers stop asking
-    teacher_info = {"model": cfg.model, "endpoint": cfg.endpoint}
+    teacher_info = {"model": cfg.model, "endpoint": redact_url(cfg.endpoint)}
 
     def work(job: str, seed: Seed) -> str:
         if stop.is_set():
@@ -223,7 +265,7 @@ def run_synth(cfg: SynthCfg, seeds: list[Seed],
         try:
             messages = converse(teacher, seed, cfg.turns)
         except Failed as err:
-            log.warning("synth %s: %s", job, err)
+            log.warning("synth %s: %s", job, teacher.hide(str(err)))
             return "failed"
         except BaseException:
             stop.set()
