@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # top to bottom; a module belongs to the longest prefix listed
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
-    ("runner",),
+    ("runner", "audit"),
     ("quality",),
     ("stages",),
     ("serve", "synth", "chat_eval"),

@@ -75,7 +75,8 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from crawl2chat.lineage import audit
+    from crawl2chat.audit.chain import from_folder
+    from crawl2chat.audit.checks import verify
 
     served = tmp_path / "served"
     served.mkdir()
@@ -99,8 +100,9 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
     inputs = json.loads((out / paths.MANIFEST).read_text())["inputs"]
     assert inputs == {url: {"digest": hashlib.sha256(source.read_bytes()).hexdigest(),
                             "kind": "url"}}
-    [link] = audit(out, project)
-    assert link.run_found and link.inputs_match
+    report = verify(from_folder(out, project), project)
+    assert report.verified, report.breaks
+    assert any(f"{url} is a URL" in note for note in report.notes)  # not re-fetched
 
 
 def test_folders_left_by_a_killed_run_are_swept_at_the_next_start(

@@ -1,18 +1,20 @@
-"""Lineage: manifests, one MLflow run per stage execution, and the audit of a model's data.
+"""Lineage: manifests, one MLflow run per stage execution, and what the audit checks.
 
 Every stage output folder holds a ``manifest.json`` (:func:`write_manifest`,
-:func:`read_manifest`): the params hash, git revision, input digests and MLflow run id.
+:func:`read_manifest`): the params hash, git revision, input digests, MLflow run id and
+the output record (:func:`output_record`: each file's sha256 and size, and one digest
+over them; manifests themselves are left out, the chain checks them on their own).
 Each stage run lives in the ``crawl2chat`` experiment, named after the stage. It logs
 the stage's params section (flattened), tags the git/DVC revision, records every input
 (the upstream stage folder or an external file) as an MLflow input dataset with its
-sha256 digest, and on success logs metrics and the output digest. ``audit`` walks the
-``manifest.json`` chain from a model folder back to the crawl's WARC files and checks
-every link against the MLflow store.
+sha256 digest, and on success logs metrics, the output digest and the manifest's
+sha256 as tags and the manifest as an artifact. :mod:`crawl2chat.audit` re-checks all of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from crawl2chat import paths
 from crawl2chat.errors import StageError
 
 EXPERIMENT = "crawl2chat"
+LINEAGE_DIR = "lineage"  # inside an hf/ export: the manifests of the chain behind it
 
 
 def git_revision(root: Path) -> str:
@@ -40,6 +43,52 @@ def git_revision(root: Path) -> str:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / paths.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def output_record(folder: Path) -> dict[str, Any]:
+    """Every file under ``folder`` but manifests (``files``: path -> sha256 and bytes)
+    and the ``digest`` over them: a stage's output identity, re-hashed by the audit."""
+    from crawl2chat.digest import file_digest
+
+    files = {p.relative_to(folder).as_posix(): {"sha256": file_digest(p),
+                                                 "bytes": p.stat().st_size}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != paths.MANIFEST}
+    return {"digest": files_digest(files), "files": files}
+
+
+def files_digest(files: dict[str, dict[str, Any]]) -> str:
+    """One sha256 over the (path, sha256) pairs of an output record, in path order."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\0{files[name]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def carry_chain(out_dir: Path, manifest: dict[str, Any], upstream: Path | None,
+                root: Path) -> None:
+    """Copy the manifest of this stage and of every stage below it into
+    ``out_dir/hf/lineage/STAGE/manifest.json``: an exported model folder, copied
+    anywhere, still names the runs and data behind it."""
+    hf = out_dir / "hf"
+    if not hf.is_dir():
+        return
+    chain = [manifest]
+    folder = upstream
+    while folder is not None and (folder / paths.MANIFEST).is_file():
+        chain.append(read_manifest(folder))
+        folder = upstream_folder(chain[-1], root)
+    for entry in chain:
+        target = hf / LINEAGE_DIR / entry["stage"]
+        target.mkdir(parents=True, exist_ok=True)
+        write_manifest(target, entry)
+
+
+def upstream_folder(manifest: dict[str, Any], root: Path) -> Path | None:
+    """The upstream stage output a manifest names as its input, or None (the crawl)."""
+    outputs = set(paths.STAGE_OUTPUTS.values())
+    names = [name for name, info in manifest.get("inputs", {}).items()
+             if info.get("kind") == "stage" and name in outputs]
+    return root / names[0] if names else None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -66,19 +115,23 @@ class StageRun:
     run_id: str
     stage: str
 
-    def finish(self, metrics: dict[str, float], out_dir: Path, out_digest: str,
+    def finish(self, metrics: dict[str, float], out_dir: Path,
                details: dict[str, str] | None = None) -> None:
         """Log the metrics, the run-time decisions (``details``: params under
-        ``resolved.``), the output digest, the manifest and the reports."""
+        ``resolved.``), the output digest and manifest sha256 (tags), the manifest and
+        the reports (artifacts)."""
         import mlflow
+
+        from crawl2chat.digest import file_digest
 
         mlflow.log_metrics(metrics)
         if details:
             mlflow.log_params({f"resolved.{k}": v[:6000] for k, v in details.items()})
-        mlflow.set_tags({"output.path": str(out_dir.name), "output.digest": out_digest})
         manifest = out_dir / paths.MANIFEST
-        if manifest.exists():
-            mlflow.log_artifact(str(manifest))
+        mlflow.set_tags({"output.path": str(out_dir.name),
+                         "output.digest": read_manifest(out_dir)["output"]["digest"],
+                         "manifest.sha256": file_digest(manifest)})
+        mlflow.log_artifact(str(manifest))
         for report in sorted(out_dir.glob("report*")) + sorted(out_dir.glob("*.png")):
             mlflow.log_artifact(str(report), artifact_path="report")
 
@@ -123,53 +176,3 @@ def _dvc_lock_digest(root: Path) -> str:
 
     lock = root / "dvc.lock"
     return file_digest(lock)[:16] if lock.exists() else "none"
-
-
-@dataclass
-class AuditLink:
-    stage: str
-    folder: str
-    mlflow_run_id: str
-    git_revision: str
-    params_hash: str
-    inputs: dict[str, dict[str, str]]
-    run_found: bool
-    inputs_match: bool
-
-
-def audit(model_dir: Path, root: Path | None = None) -> list[AuditLink]:
-    """The chain of stage runs behind ``model_dir``, newest first, down to the WARC files."""
-    root = (root or paths.project_root()).resolve()
-    folder_to_stage = {v: k for k, v in paths.STAGE_OUTPUTS.items()}
-    chain: list[AuditLink] = []
-    folder: Path | None = model_dir.resolve()
-    while folder is not None:
-        manifest = read_manifest(folder)
-        run_found, inputs_match = _check_run(manifest)
-        chain.append(AuditLink(
-            stage=manifest["stage"], folder=str(folder.relative_to(root)),
-            mlflow_run_id=manifest.get("mlflow_run_id", ""),
-            git_revision=manifest.get("git_revision", ""),
-            params_hash=manifest.get("params_hash", ""), inputs=manifest.get("inputs", {}),
-            run_found=run_found, inputs_match=inputs_match))
-        upstream = [name for name, info in manifest.get("inputs", {}).items()
-                    if info.get("kind") == "stage" and name in folder_to_stage]
-        folder = (root / upstream[0]) if upstream else None
-    return chain
-
-
-def _check_run(manifest: dict[str, Any]) -> tuple[bool, bool]:
-    """Does the MLflow run named in the manifest exist, with the same input digests?"""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    run_id = manifest.get("mlflow_run_id")
-    if not run_id:
-        return False, False
-    try:
-        run = mlflow.get_run(run_id)
-    except MlflowException:
-        return False, False
-    logged = {d.dataset.name: d.dataset.digest for d in (run.inputs.dataset_inputs or [])}
-    expected = {name: info["digest"][:36] for name, info in manifest.get("inputs", {}).items()}
-    return True, logged == expected

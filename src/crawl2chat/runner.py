@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crawl2chat import config, lineage, paths, runtime, stages
-from crawl2chat.digest import file_digest, folder_digest
+from crawl2chat.digest import file_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
 
@@ -43,10 +43,8 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     in_dir = paths.stage_input(stage, root)
     inputs: dict[str, dict[str, str]] = {}
     if in_dir is not None:
-        upstream = lineage.read_manifest(in_dir)
-        inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = {
-            "digest": folder_digest(in_dir), "kind": "stage",
-            "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+        inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = \
+            _upstream_input(in_dir)
     external = getattr(module, "external_inputs", None)
     for file in (external(cfg, root) if external else []):
         rel = os.path.relpath(file, root)
@@ -81,19 +79,31 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "details": details,
                 "mlflow_run_id": run.run_id,
                 "created_unix": int(time.time()),
+                "output": lineage.output_record(tmp),
             }
             lineage.write_manifest(tmp, manifest)
+            lineage.carry_chain(tmp, manifest, in_dir, root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _swap_into_place(tmp, out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
-        run.finish(metrics, out_dir, folder_digest(out_dir), details)
+        run.finish(metrics, out_dir, details)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def _upstream_input(in_dir: Path) -> dict[str, str]:
+    """The upstream stage folder as an input: its bytes re-hashed now (so a folder
+    changed since its manifest was written shows up as a mismatch in the audit), its
+    manifest's sha256 and its MLflow run."""
+    upstream = lineage.read_manifest(in_dir)
+    return {"digest": lineage.output_record(in_dir)["digest"], "kind": "stage",
+            "manifest_sha256": file_digest(in_dir / paths.MANIFEST),
+            "mlflow_run_id": upstream.get("mlflow_run_id", "")}
 
 
 def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,

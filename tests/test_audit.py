@@ -1,0 +1,158 @@
+"""The audit re-checks a real chain (crawl -> text -> tokens -> base, run by the runner
+once for the module, copied for each test) and names the first broken link for each kind
+of break: edited weights, retrained upstream, changed WARC, deleted MLflow run, edited
+manifest; it also audits by MLflow run id and from an exported hf/ folder alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from crawl2chat import config, lineage, paths
+from crawl2chat.audit import chain as chains
+from crawl2chat.audit.checks import Report, verify
+from crawl2chat.runner import execute
+
+REPO = Path(__file__).resolve().parents[1]
+WARC = "demo-web-00000.warc.gz"
+# the smoke run, smaller still: 40 pages, one text worker, no NER, 4 training steps
+FAST = ["experiment=smoke", "crawl.sources=[warc/*.warc.gz]", "crawl.max_records=40",
+        "text.runner.kind=threads", "text.runner.workers=1", "text.pii.persons=false",
+        "base.train.max_steps=4", "base.train.eval_every=2", "base.train.checkpoint_every=100",
+        "base.eval.passages=2", "base.eval.bpb_windows=2"]
+
+
+def write_params(project: Path, *overrides: str) -> None:
+    tree = config.compose(REPO, [*FAST, *overrides])
+    (project / paths.PARAMS_FILE).write_text(yaml.safe_dump(tree))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = tmp_path_factory.mktemp("audited")
+    (project / "warc").mkdir()
+    shutil.copy(REPO / "data/demo/web" / WARC, project / "warc" / WARC)
+    write_params(project)
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        os.environ.pop(name, None)
+    for stage in ("crawl", "text", "tokens", "base"):
+        execute(stage, project)
+    return project
+
+
+@pytest.fixture
+def project(built: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "project"
+    shutil.copytree(built, copy)
+    return copy
+
+
+def audit(project: Path, target: str = "models/base", quick: bool = False) -> Report:
+    return verify(chains.load(target, project), project, quick=quick)
+
+
+def test_an_untouched_chain_is_verified_down_to_the_warc(project: Path) -> None:
+    report = audit(project)
+    assert report.verified, report.breaks
+    assert [link.stage for link in report.chain] == ["base", "tokens", "text", "crawl"]
+    assert list(report.chain[-1].manifest["inputs"]) == [f"warc/{WARC}"]
+
+
+def test_edited_weights_name_the_file(project: Path) -> None:
+    weights = project / "models/base/model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    weights.write_bytes(bytes(blob))
+    report = audit(project)
+    first = report.breaks[0]
+    assert (first.stage, first.check, first.subject) == ("base", "bytes",
+                                                         "models/base/model.safetensors")
+    assert first.expected != first.found
+
+
+def test_a_retrained_upstream_breaks_the_link_above_it(project: Path) -> None:
+    write_params(project, "tokens.vocab_size=400")  # tokens rerun, base left as it was
+    execute("tokens", project)
+    report = audit(project)
+    first = report.breaks[0]
+    assert (first.stage, first.check, first.subject) == ("base", "link", "input data/tokens")
+    assert "data/tokens" in first.found
+    # tokens itself is sound: its new run verifies on its own
+    assert audit(project, "data/tokens").verified
+
+
+def test_a_changed_warc_is_caught_and_quick_says_it_skipped_it(project: Path) -> None:
+    with (project / "warc" / WARC).open("ab") as f:
+        f.write(b"\0")
+    report = audit(project)
+    first = report.breaks[0]
+    assert (first.stage, first.check, first.subject) == ("crawl", "source", f"warc/{WARC}")
+    quick = audit(project, quick=True)  # the 1.1 MB WARC is not re-hashed, and it says so
+    assert quick.verified
+    assert any(f"--quick: source warc/{WARC} not re-hashed" in n for n in quick.notes)
+
+
+def test_a_deleted_mlflow_run_is_named(project: Path) -> None:
+    run_id = lineage.read_manifest(project / "data/text")["mlflow_run_id"]
+    mlflow.delete_run(run_id)
+    try:
+        report = audit(project)
+    finally:
+        mlflow.MlflowClient().restore_run(run_id)
+    first = report.breaks[0]
+    assert (first.stage, first.check, first.subject, first.found) == (
+        "text", "mlflow", f"run {run_id}", "deleted")
+
+
+def test_an_edited_manifest_is_caught(project: Path) -> None:
+    # hide a changed WARC by writing its new digest into the crawl manifest
+    file = project / "data/crawl" / paths.MANIFEST
+    manifest = json.loads(file.read_text())
+    manifest["inputs"][f"warc/{WARC}"]["digest"] = "0" * 64
+    file.write_text(json.dumps(manifest, indent=2) + "\n")
+    report = audit(project)
+    first = report.breaks[0]
+    assert (first.stage, first.check, first.subject) == (
+        "text", "link", f"data/crawl/{paths.MANIFEST}")
+    assert {(b.stage, b.check) for b in report.breaks} >= {("crawl", "mlflow")}
+
+
+def test_audit_by_mlflow_run_id_and_of_an_exported_folder(project: Path,
+                                                          tmp_path: Path) -> None:
+    run_id = lineage.read_manifest(project / "models/base")["mlflow_run_id"]
+    by_run = audit(project, run_id)
+    assert by_run.verified, by_run.breaks
+    assert by_run.chain[0].where == f"mlflow:{run_id}"
+    exported = tmp_path / "elsewhere"
+    shutil.copytree(project / "models/base/hf", exported)
+    report = verify(chains.load(str(exported), project), project)
+    assert report.verified, report.breaks
+    assert [link.stage for link in report.chain] == ["base", "tokens", "text", "crawl"]
+    (exported / "config.json").write_text("{}")
+    first = verify(chains.load(str(exported), project), project).breaks[0]
+    assert (first.stage, first.check) == ("base", "bytes")
+    assert first.subject.endswith("/config.json")
+
+
+def test_the_cli_names_the_first_break_and_exits_1(project: Path) -> None:
+    weights = project / "models/base/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    result = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "audit", "models/base"],
+                            capture_output=True, text=True, cwd=project, env=env)
+    assert result.returncode == 1, result.stderr
+    assert ("NOT verified: first broken link: base: bytes check failed for "
+            "models/base/model.safetensors: expected sha256") in result.stdout
+    as_json = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "audit", "models/base",
+                              "--json", "--quick"], capture_output=True, text=True,
+                             cwd=project, env=env)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["first_break"].startswith("base: bytes")
