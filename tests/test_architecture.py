@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner", "audit"),
     ("quality",),
     ("stages",),
-    ("serve", "synth", "chat_eval"),
+    ("serve", "synth", "chat_eval", "release"),
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),

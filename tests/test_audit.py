@@ -39,7 +39,8 @@ def write_params(project: Path, *overrides: str) -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = tmp_path_factory.mktemp("audited")
     (project / "warc").mkdir()
-    shutil.copy(REPO / "data/demo/web" / WARC, project / "warc" / WARC)
+    for name in (WARC, "LICENSES.md"):
+        shutil.copy(REPO / "data/demo/web" / name, project / "warc" / name)
     write_params(project)
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         os.environ.pop(name, None)
@@ -156,3 +157,23 @@ def test_the_cli_names_the_first_break_and_exits_1(project: Path) -> None:
                              cwd=project, env=env)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["first_break"].startswith("base: bytes")
+
+
+def test_the_export_carries_a_model_card_with_lineage_figures_and_licence(
+        built: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(built / "models/base/hf/README.md")
+    crawl = lineage.read_manifest(built / "data/crawl")
+    tokens = lineage.read_manifest(built / "data/tokens")
+    warc_sha = crawl["inputs"][f"warc/{WARC}"]["digest"]
+    assert card.data.crawl2chat["sources"] == {f"warc/{WARC}": warc_sha}
+    assert card.data.pipeline_tag == "text-generation" and "base" in card.data.tags
+    assert f"| crawl | `warc/{WARC}` | `{warc_sha}` |" in card.text
+    assert f"| tokens | `{tokens['mlflow_run_id']}` |" in card.text  # and its token count
+    assert f"| {tokens['tokens']} |" in card.text
+    metrics = json.loads(paths.metrics_file("base", built).read_text())
+    assert f"| val_loss | {metrics['val_loss']:.4g} |" in card.text
+    assert "| `base.train.max_steps` | `4` |" in card.text
+    assert "GPL-2.0-or-later" in card.text  # the licence notes beside the WARC, quoted
+    assert "## Intended use and limits" in card.text

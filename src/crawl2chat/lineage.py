@@ -72,15 +72,19 @@ def carry_chain(out_dir: Path, manifest: dict[str, Any], upstream: Path | None,
     hf = out_dir / "hf"
     if not hf.is_dir():
         return
-    chain = [manifest]
-    folder = upstream
-    while folder is not None and (folder / paths.MANIFEST).is_file():
-        chain.append(read_manifest(folder))
-        folder = upstream_folder(chain[-1], root)
-    for entry in chain:
+    for entry in [manifest, *chain_below(upstream, root)]:
         target = hf / LINEAGE_DIR / entry["stage"]
         target.mkdir(parents=True, exist_ok=True)
         write_manifest(target, entry)
+
+
+def chain_below(folder: Path | None, root: Path) -> list[dict[str, Any]]:
+    """The manifests of ``folder`` and of every stage output below it, newest first."""
+    chain = []
+    while folder is not None and (folder / paths.MANIFEST).is_file():
+        chain.append(read_manifest(folder))
+        folder = upstream_folder(chain[-1], root)
+    return chain
 
 
 def upstream_folder(manifest: dict[str, Any], root: Path) -> Path | None:

@@ -66,6 +66,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             lineage.log_inputs(late, root)
             inputs.update(late)
             gate(stage, tmp, cfg)
+            _write_model_card(tmp, stage, run.run_id, section, metrics, in_dir, root)
             # what the stage decided at run time (e.g. the precision it trained in)
             details = {k: v for k, v in metrics.items() if isinstance(v, str)}
             manifest = {
@@ -104,6 +105,16 @@ def _upstream_input(in_dir: Path) -> dict[str, str]:
     return {"digest": lineage.output_record(in_dir)["digest"], "kind": "stage",
             "manifest_sha256": file_digest(in_dir / paths.MANIFEST),
             "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+
+
+def _write_model_card(out_dir: Path, stage: str, run_id: str, section: dict[str, Any],
+                      metrics: dict[str, Any], in_dir: Path | None, root: Path) -> None:
+    """A model card in the stage's Hugging Face export, if it wrote one."""
+    from crawl2chat.release.card import write_card
+
+    hf = out_dir / "hf"
+    if hf.is_dir():
+        write_card(hf, stage, run_id, section, metrics, lineage.chain_below(in_dir, root), root)
 
 
 def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,
