@@ -2,6 +2,8 @@
 
 DVC decides what is stale (code, data or params changed since ``dvc.lock``); each stage
 it runs is itself a Prefect flow (``crawl2chat stage NAME``), reported to the same API.
+One MLflow run (``pipeline``, tagged with this flow run's id) is the parent of the stage
+runs of this pipeline run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 
+from crawl2chat.lineage import pipeline_run
 from crawl2chat.paths import project_root
 
 
@@ -32,7 +35,9 @@ def dvc_repro(root: str, force: bool = False) -> None:
 
 @flow(name="pipeline", description="crawl -> text -> tokens -> base -> sft via dvc repro")
 def pipeline(force: bool = False, root: str | None = None) -> None:
-    dvc_repro(root or str(project_root()), force=force)
+    folder = root or str(project_root())
+    with pipeline_run(Path(folder)):
+        dvc_repro(folder, force=force)
 
 
 if __name__ == "__main__":

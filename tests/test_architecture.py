@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),
-    ("lineage", "parallel", "runtime"),
+    ("lineage", "registry", "parallel", "runtime"),
     ("config", "digest"),
     ("errors", "paths"),
 ]

@@ -177,3 +177,16 @@ def test_the_export_carries_a_model_card_with_lineage_figures_and_licence(
     assert "| `base.train.max_steps` | `4` |" in card.text
     assert "GPL-2.0-or-later" in card.text  # the licence notes beside the WARC, quoted
     assert "## Intended use and limits" in card.text
+
+
+def test_the_base_run_is_a_registered_version_audited_by_name_and_version(
+        built: Path) -> None:
+    from crawl2chat import registry
+
+    run_id = lineage.read_manifest(built / "models/base")["mlflow_run_id"]
+    [version] = mlflow.MlflowClient().search_model_versions(
+        f"name = '{registry.model_name('base')}' and run_id = '{run_id}'")
+    report = audit(built, f"{registry.model_name('base')}/{version.version}")
+    assert report.verified, report.breaks
+    assert report.chain[0].where == f"mlflow:{run_id}"
+    assert [link.stage for link in report.chain] == ["base", "tokens", "text", "crawl"]

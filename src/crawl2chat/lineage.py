@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from crawl2chat import paths
 from crawl2chat.errors import StageError
 
 EXPERIMENT = "crawl2chat"
+PARENT_RUN_ENV = "CRAWL2CHAT_MLFLOW_PARENT_RUN"  # the pipeline run stage runs nest under
 LINEAGE_DIR = "lineage"  # inside an hf/ export: the manifests of the chain behind it
 
 
@@ -118,6 +120,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class StageRun:
     run_id: str
     stage: str
+    datasets: list[Any] = field(default_factory=list)  # its inputs, as MLflow datasets
 
     def finish(self, metrics: dict[str, float], out_dir: Path,
                details: dict[str, str] | None = None) -> None:
@@ -153,26 +156,78 @@ def _input_dataset(name: str, digest: str, root: Path, kind: str) -> Any:
 @contextlib.contextmanager
 def stage_run(stage: str, section: dict[str, Any], inputs: dict[str, dict[str, str]],
               root: Path) -> Iterator[StageRun]:
-    """An MLflow run for one stage execution; failed if the body raises."""
+    """An MLflow run for one stage execution, nested under the pipeline's run when there
+    is one (:func:`pipeline_run`); failed, with its error recorded, if the body raises."""
     import mlflow
 
     mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=stage) as run:
+    active = mlflow.active_run()
+    parent = os.environ.get(PARENT_RUN_ENV) or (active.info.run_id if active else None)
+    with mlflow.start_run(run_name=stage, parent_run_id=parent, nested=active is not None) as run:
         mlflow.set_tags({"stage": stage, "git.revision": git_revision(root),
-                         "dvc.lock.digest": _dvc_lock_digest(root)})
+                         "dvc.lock.digest": _dvc_lock_digest(root), **_prefect_tags()})
         mlflow.log_params(flatten({stage: section}))
-        log_inputs(inputs, root)
-        yield StageRun(run_id=run.info.run_id, stage=stage)
+        datasets = log_inputs(inputs, root)
+        with _errors_recorded():
+            yield StageRun(run_id=run.info.run_id, stage=stage, datasets=datasets)
 
 
-def log_inputs(inputs: dict[str, dict[str, str]], root: Path) -> None:
-    """Log ``inputs`` (name -> digest and kind: stage, file or url) to the active run."""
+@contextlib.contextmanager
+def pipeline_run(root: Path) -> Iterator[str]:
+    """The parent MLflow run of one pipeline run: stage runs started meanwhile, in this
+    process or its children (``$CRAWL2CHAT_MLFLOW_PARENT_RUN``), nest under it."""
     import mlflow
 
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name="pipeline") as run:
+        mlflow.set_tags({"git.revision": git_revision(root), **_prefect_tags()})
+        before = os.environ.get(PARENT_RUN_ENV)
+        os.environ[PARENT_RUN_ENV] = run.info.run_id
+        try:
+            with _errors_recorded():
+                yield run.info.run_id
+        finally:
+            if before is None:
+                os.environ.pop(PARENT_RUN_ENV, None)
+            else:
+                os.environ[PARENT_RUN_ENV] = before
+
+
+@contextlib.contextmanager
+def _errors_recorded() -> Iterator[None]:
+    """On an exception: the active run's ``error`` tag and ``error.txt`` (the traceback);
+    MLflow then marks the run FAILED."""
+    import traceback
+
+    import mlflow
+
+    try:
+        yield
+    except BaseException as err:
+        mlflow.set_tag("error", f"{type(err).__name__}: {err}"[:5000])
+        mlflow.log_text(traceback.format_exc(), "error.txt")
+        raise
+
+
+def _prefect_tags() -> dict[str, str]:
+    """The Prefect flow run this code runs in, if any."""
+    from prefect.runtime import flow_run
+
+    return {"prefect.flow_run_id": str(flow_run.id)} if flow_run.id else {}
+
+
+def log_inputs(inputs: dict[str, dict[str, str]], root: Path) -> list[Any]:
+    """Log ``inputs`` (name -> digest and kind: stage, file or url) to the active run;
+    return the MLflow datasets."""
+    import mlflow
+
+    datasets = []
     for name, info in inputs.items():
-        mlflow.log_input(_input_dataset(name, info["digest"], root, info["kind"]),
-                         context="upstream" if info["kind"] == "stage" else "source",
+        dataset = _input_dataset(name, info["digest"], root, info["kind"])
+        mlflow.log_input(dataset, context="upstream" if info["kind"] == "stage" else "source",
                          tags={"sha256": info["digest"]})
+        datasets.append(dataset)
+    return datasets
 
 
 def _dvc_lock_digest(root: Path) -> str:

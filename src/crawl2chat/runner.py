@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, paths, runtime, stages
+from crawl2chat import config, lineage, paths, registry, runtime, stages
 from crawl2chat.digest import file_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
@@ -63,7 +63,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             # inputs only known once read (a remote WARC's sha256): recorded like the rest
             discovered = getattr(module, "discovered_inputs", None)
             late = discovered(tmp) if discovered else {}
-            lineage.log_inputs(late, root)
+            run.datasets += lineage.log_inputs(late, root)
             inputs.update(late)
             gate(stage, tmp, cfg)
             _write_model_card(tmp, stage, run.run_id, section, metrics, in_dir, root)
@@ -91,6 +91,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
         run.finish(metrics, out_dir, details)
+        _register_model(run, out_dir, metrics, root)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -105,6 +106,15 @@ def _upstream_input(in_dir: Path) -> dict[str, str]:
     return {"digest": lineage.output_record(in_dir)["digest"], "kind": "stage",
             "manifest_sha256": file_digest(in_dir / paths.MANIFEST),
             "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+
+
+def _register_model(run: lineage.StageRun, out_dir: Path, metrics: dict[str, float],
+                    root: Path) -> None:
+    """A model stage's output as a new version in the MLflow registry (champion by the
+    rule in ``params.yaml``'s ``registry``)."""
+    if run.stage in registry.REGISTERED:
+        rule = registry.ChampionRule.from_params(config.load_params(root), run.stage)
+        registry.register(run.stage, run.run_id, out_dir, metrics, run.datasets, rule)
 
 
 def _write_model_card(out_dir: Path, stage: str, run_id: str, section: dict[str, Any],
