@@ -190,3 +190,35 @@ def test_the_base_run_is_a_registered_version_audited_by_name_and_version(
     assert report.verified, report.breaks
     assert report.chain[0].where == f"mlflow:{run_id}"
     assert [link.stage for link in report.chain] == ["base", "tokens", "text", "crawl"]
+
+
+def test_doc_says_kept_or_removed_why_and_where_its_tokens_are(project: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from crawl2chat.audit.document import trace
+
+    kept = pq.read_table(project / "data/text/documents.parquet").to_pylist()
+    removed = pq.read_table(project / "data/text/removed.parquet").to_pylist()
+    chain = chains.load("models/base", project)
+    answer = trace(chain, kept[0]["url"], project)
+    assert answer["found"] and answer["kept"] and answer["doc_id"] == kept[0]["doc_id"]
+    assert answer["crawl"]["source"] == f"warc/{WARC}"
+    where = answer["tokens"]
+    tokens = np.fromfile(project / "data/tokens" / where["file"], dtype=np.uint16)
+    from crawl2chat.tokenizer.tokenizer import Tokenizer
+    tok = Tokenizer.load(project / "data/tokens/tokenizer")
+    body = tokens[where["offset"] + 1: where["offset"] + where["tokens"]].tolist()
+    assert tok.decode(body) == kept[0]["text"]
+    assert answer["trained_on"] == (where["split"] == "train")
+    gone = trace(chain, removed[0]["doc_id"], project)
+    assert gone["found"] and not gone["kept"]
+    assert gone["why"] == f"removed by the text stage: {removed[0]['reason']}"
+    assert not trace(chain, "https://example.org/never-crawled", project)["found"]
+    # the text stage's output in shards (documents-00000.parquet, ...) reads the same
+    table = pq.read_table(project / "data/text/documents.parquet")
+    pq.write_table(table.slice(0, 1), project / "data/text/documents-00000.parquet")
+    pq.write_table(table.slice(1), project / "data/text/documents-00001.parquet")
+    (project / "data/text/documents.parquet").unlink()
+    for row in (kept[0], kept[-1]):
+        assert trace(chain, row["doc_id"], project)["kept"] is True
