@@ -23,6 +23,7 @@ from crawl2chat import config, lineage, paths, registry, runtime, stages
 from crawl2chat.digest import file_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
+from crawl2chat.release.plots import write_plot_data
 
 log = logging.getLogger("crawl2chat")
 
@@ -95,6 +96,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
     metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_plot_data(stage, out_dir, root)
     return metrics
 
 
