@@ -222,3 +222,17 @@ def test_doc_says_kept_or_removed_why_and_where_its_tokens_are(project: Path) ->
     (project / "data/text/documents.parquet").unlink()
     for row in (kept[0], kept[-1]):
         assert trace(chain, row["doc_id"], project)["kept"] is True
+
+
+def test_the_stages_wrote_their_plot_data_for_dvc(built: Path) -> None:
+    import csv
+
+    funnel = json.loads((built / "metrics/text_funnel.json").read_text())
+    counts = json.loads((built / "data/text/counts.json").read_text())
+    assert [row["step"] for row in funnel] == [step["name"] for step in counts["steps"]]
+    assert funnel[-1]["docs_out"] <= funnel[0]["docs_in"]
+    with (built / "metrics/base_val_loss.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4]  # eval_every=2, max_steps=4
+    metrics = json.loads((built / "metrics/base.json").read_text())
+    assert float(rows[-1]["val_loss"]) == pytest.approx(metrics["val_loss"])

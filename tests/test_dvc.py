@@ -113,9 +113,13 @@ def repo(tmp_path: Path, tok: Tokenizer, tiny_gpt: Callable[..., GPT]) -> Path:
     (root / paths.METRICS_DIR).mkdir()
     for stage in paths.STAGES:
         paths.metrics_file(stage, root).write_text(json.dumps({"loss": 1.0}))
-    for name in ("text_funnel.json", "base_train_loss.csv", "base_val_loss.csv",
-                 "sft_train_loss.csv", "sft_val_loss.csv"):
-        (root / paths.METRICS_DIR / name).write_text("step,loss\n1,1.0\n")
+    for stage in ("base", "sft"):
+        for key in ("loss", "val_loss"):
+            name = f"{stage}_{'train_loss' if key == 'loss' else key}.csv"
+            (root / paths.METRICS_DIR / name).write_text(f"step,{key}\n1,2.0\n2,1.5\n")
+    (root / paths.METRICS_DIR / "text_funnel.json").write_text(json.dumps(
+        [{"step": "url", "docs_in": 9, "docs_out": 8}, {"step": "lang", "docs_in": 8,
+                                                       "docs_out": 5}]))
     _git(root, "init", "-q")
     _dvc(root, "commit", "--force", "--quiet")
     _git(root, "add", "-A")
@@ -147,6 +151,18 @@ def test_metrics_are_committed_and_a_fresh_clone_pulls_and_chats(repo: Path) -> 
                              capture_output=True, text=True).stdout.split()
     assert f"{paths.METRICS_DIR}/base.json" in tracked
     assert f"{paths.METRICS_DIR}/base_train_loss.csv" in tracked
+    plots = json.loads(_dvc(repo, "plots", "show", "--json"))["data"]
+    assert {"base_loss", "sft_loss", "metrics/text_funnel.json"} <= set(plots)
+    drawn = plots["base_loss"][0]["content"]["data"]["values"]
+    assert {row["filename::field"] for row in drawn} == {"base_train_loss.csv::loss",
+                                                        "base_val_loss.csv::val_loss"}
+    # a second run's metrics: `dvc metrics diff` against the first commit
+    paths.metrics_file("base", repo).write_text(json.dumps({"loss": 0.5}))
+    _dvc(repo, "commit", "--force", "--quiet")
+    _git(repo, "commit", "-qam", "second run")
+    diff = json.loads(_dvc(repo, "metrics", "diff", "HEAD~1", "--json"))
+    assert diff[f"{paths.METRICS_DIR}/base.json"]["loss"] == {"old": 1.0, "new": 0.5,
+                                                                "diff": -0.5}
     _dvc(repo, "push", "--quiet")
     assert (repo.parent / "crawl2chat-dvc-remote").is_dir()  # the default: beside the project
     clone = repo.parent / "clone"
