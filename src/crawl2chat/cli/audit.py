@@ -54,7 +54,8 @@ def print_audit(target: str, as_json: bool = False, quick: bool = False) -> int:
     for note in report.notes:
         print(f"note: {note}")
     if report.verified:
-        print("verified: every file re-hashed, every link and MLflow run matches")
+        print("verified: every link and MLflow run matches, every file "
+              + ("checked (--quick: see the notes)" if quick else "re-hashed"))
         return 0
     print(f"NOT verified: first broken link: {report.breaks[0]}")
     for extra in report.breaks[1:]:
