@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),
-    ("lineage", "registry", "parallel", "runtime"),
+    ("lineage", "registry", "dvcfile", "parallel", "runtime"),
     ("config", "digest"),
     ("errors", "paths"),
 ]

@@ -157,6 +157,11 @@ def test_the_cli_names_the_first_break_and_exits_1(project: Path) -> None:
                              cwd=project, env=env)
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["first_break"].startswith("base: bytes")
+    missing = subprocess.run([sys.executable, "-m", "crawl2chat.cli", "audit", "models/base",
+                              "--doc", "https://example.org/never-crawled", "--json"],
+                             capture_output=True, text=True, cwd=project, env=env)
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout)["found"] is False
 
 
 def test_the_export_carries_a_model_card_with_lineage_figures_and_licence(

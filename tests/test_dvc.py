@@ -176,3 +176,22 @@ def test_metrics_are_committed_and_a_fresh_clone_pulls_and_chats(repo: Path) -> 
     assert reply.returncode == 0, reply.stderr
     assert reply.stdout.strip()
     assert json.loads(_dvc(clone, "status", "--json")) == {}  # nothing to retrain
+
+
+def test_a_stage_refuses_to_run_on_a_local_input_dvc_does_not_track(tmp_path: Path) -> None:
+    from crawl2chat.dvcfile import check_inputs_are_deps
+    from crawl2chat.errors import StageError
+    from crawl2chat.runner import execute
+
+    (tmp_path / "warc").mkdir()
+    shutil.copy(REPO / "data/demo/web/demo-web-00003.warc.gz", tmp_path / "warc")
+    (tmp_path / paths.PARAMS_FILE).write_text(
+        yaml.safe_dump({"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 3}}))
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
+        {"stages": {"crawl": {"cmd": "crawl2chat stage crawl", "deps": ["data/demo/web"]}}}))
+    with pytest.raises(StageError, match=r"stage crawl does not depend on "
+                                         r"warc/demo-web-00003\.warc\.gz"):
+        execute("crawl", tmp_path)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
+        {"stages": {"crawl": {"cmd": "crawl2chat stage crawl", "deps": ["warc"]}}}))
+    check_inputs_are_deps(tmp_path, "crawl", [tmp_path / "warc/demo-web-00003.warc.gz"])

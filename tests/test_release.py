@@ -73,3 +73,23 @@ def test_transformers_generate_stops_at_the_end_of_a_reply_or_document(
     prompt = template.render_prompt(CONVERSATIONS[0][:1], tok)
     out = hf.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)
     assert out[0].tolist() == [*prompt, stop_id]  # one token, the stop, then no more
+
+
+def test_a_saved_sft_model_exports_as_a_chat_model_also_from_the_cli(
+        tok: Tokenizer, tiny_gpt: Callable[..., GPT], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from crawl2chat.model.checkpoint import save_model
+
+    end = tok.special_id(special.ASSISTANT_END)
+    bos = tok.special_id(special.BOS)
+    save_model(tiny_gpt(320), tok, tmp_path / "sft", extra={"stage": "sft"})
+    save_model(tiny_gpt(320), tok, tmp_path / "base", extra={"stage": "base"})
+    stops = {name: json.loads((tmp_path / name / "hf" / GENERATION_CONFIG).read_text())
+             ["eos_token_id"] for name in ("sft", "base")}
+    assert stops == {"sft": [end, bos], "base": [bos]}
+    subprocess.run([sys.executable, "-m", "crawl2chat.cli", "export", str(tmp_path / "sft"),
+                    str(tmp_path / "out")], check=True, capture_output=True)
+    assert json.loads((tmp_path / "out" / GENERATION_CONFIG).read_text())[
+        "eos_token_id"] == [end, bos]

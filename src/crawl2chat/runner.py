@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, paths, registry, runtime, stages
+from crawl2chat import config, dvcfile, lineage, paths, registry, runtime, stages
 from crawl2chat.digest import file_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
@@ -47,7 +47,9 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = \
             _upstream_input(in_dir)
     external = getattr(module, "external_inputs", None)
-    for file in (external(cfg, root) if external else []):
+    local_files = external(cfg, root) if external else []
+    dvcfile.check_inputs_are_deps(root, stage, local_files)
+    for file in local_files:
         rel = os.path.relpath(file, root)
         inputs[rel] = {"digest": file_digest(file), "kind": "file"}
 
