@@ -131,7 +131,7 @@ def test_audit_by_mlflow_run_id_and_of_an_exported_folder(project: Path,
     run_id = lineage.read_manifest(project / "models/base")["mlflow_run_id"]
     by_run = audit(project, run_id)
     assert by_run.verified, by_run.breaks
-    assert by_run.chain[0].where == f"mlflow:{run_id}"
+    assert by_run.chain[0].where.startswith(f"mlflow:{run_id} (model m-")
     exported = tmp_path / "elsewhere"
     shutil.copytree(project / "models/base/hf", exported)
     report = verify(chains.load(str(exported), project), project)
@@ -193,8 +193,22 @@ def test_the_base_run_is_a_registered_version_audited_by_name_and_version(
         f"name = '{registry.model_name('base')}' and run_id = '{run_id}'")
     report = audit(built, f"{registry.model_name('base')}/{version.version}")
     assert report.verified, report.breaks
-    assert report.chain[0].where == f"mlflow:{run_id}"
+    top = report.chain[0]
+    assert top.where.startswith(f"mlflow:{run_id} (model m-")
+    model_id = top.where.rsplit(" ", 1)[1].rstrip(")")
+    assert top.files_at is not None and (top.files_at / "model.safetensors").is_file()
     assert [link.stage for link in report.chain] == ["base", "tokens", "text", "crawl"]
+    # the registered copy of the weights, edited in the artifact store, is caught
+    stored = Path(mlflow.get_logged_model(model_id).artifact_location.removeprefix(
+        "file://")) / "model.safetensors"
+    original = stored.read_bytes()
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        first = audit(built, f"{registry.model_name('base')}/{version.version}").breaks[0]
+    finally:
+        stored.write_bytes(original)
+    assert (first.stage, first.check) == ("base", "bytes")
+    assert first.subject.endswith("/model.safetensors")
 
 
 def test_doc_says_kept_or_removed_why_and_where_its_tokens_are(project: Path) -> None:

@@ -2,8 +2,9 @@
 
 In: a model folder in the working tree, an exported ``hf/`` folder (it carries the chain
 in ``lineage/STAGE/manifest.json``), an MLflow run id, or a registered model version
-``name/version``. Out: a list of :class:`Link`, each a manifest, its sha256, and where
-that stage's output bytes are (if they are here at all) for the audit to re-hash.
+``name/version`` (the model's logged files are downloaded to be re-hashed). Out: a list
+of :class:`Link`, each a manifest, its sha256, and where that stage's output bytes are
+(if they are here at all) for the audit to re-hash.
 """
 
 from __future__ import annotations
@@ -110,11 +111,39 @@ def from_mlflow(target: str) -> list[Link]:
                 chain[-1].notes.append(f"upstream run {run_id}: no {paths.MANIFEST} artifact")
                 break
             manifest, sha = _read(file)
-        chain.append(Link(manifest.get("stage", "?"), f"mlflow:{run_id}", manifest, sha))
+        link = Link(manifest.get("stage", "?"), f"mlflow:{run_id}", manifest, sha)
+        if not chain:  # the model itself: its registered files, re-hashable
+            _attach_logged_model(link, run_id)
+        chain.append(link)
         upstream = [info for info in manifest.get("inputs", {}).values()
                     if info.get("kind") == "stage"]
         run_id = upstream[0].get("mlflow_run_id", "") if upstream else ""
     return chain
+
+
+def _attach_logged_model(link: Link, run_id: str) -> None:
+    """Point ``link`` at the files of the MLflow model its run logged, downloaded into a
+    temporary folder removed when the process exits."""
+    import atexit
+    import shutil
+
+    import mlflow
+
+    run = mlflow.get_run(run_id)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'",
+                                         output_format="list")
+    if not models:
+        link.notes.append(f"run {run_id} logged no model: output bytes not re-hashed")
+        return
+    model = models[0]
+    folder = Path(tempfile.mkdtemp(prefix="crawl2chat-audit-"))
+    atexit.register(shutil.rmtree, folder, True)
+    link.files_at = Path(mlflow.artifacts.download_artifacts(f"models:/{model.model_id}",
+                                                             dst_path=str(folder)))
+    # the registry logs hf/ (or, without an export, the whole model folder)
+    link.prefix = "hf/" if model.tags.get("folder") == "hf" else ""
+    link.where = f"mlflow:{run_id} (model {model.model_id})"
 
 
 def load(target: str, root: Path) -> list[Link]:
