@@ -15,14 +15,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # top to bottom; a module belongs to the longest prefix listed
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
-    ("runner",),
+    ("runner", "audit"),
     ("quality",),
     ("stages",),
-    ("serve", "synth", "chat_eval", "report"),
+    ("serve", "synth", "chat_eval", "report", "release"),
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),
-    ("lineage", "orphans", "parallel", "runtime"),
+    ("lineage", "orphans", "registry", "dvcfile", "parallel", "runtime"),
     ("config", "digest", "redact"),
     ("errors", "paths"),
 ]

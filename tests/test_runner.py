@@ -75,7 +75,8 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from crawl2chat.lineage import audit
+    from crawl2chat.audit.chain import from_folder
+    from crawl2chat.audit.checks import verify
 
     served = tmp_path / "served"
     served.mkdir()
@@ -102,8 +103,9 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
     assert read["bytes"] == min(1 << 20, source.stat().st_size)
     assert inputs == {url: {"digest": hashlib.sha256(source.read_bytes()[:read["bytes"]])
                             .hexdigest(), "kind": "url"}}
-    [link] = audit(out, project)
-    assert link.run_found and link.inputs_match
+    report = verify(from_folder(out, project), project)
+    assert report.verified, report.breaks
+    assert any(f"{url} is a URL" in note for note in report.notes)  # not re-fetched
 
 
 def test_folders_left_by_a_killed_run_are_swept_at_the_next_start(

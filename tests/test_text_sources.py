@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from crawl2chat import lineage, paths
+from crawl2chat.audit.chain import from_folder
+from crawl2chat.audit.checks import verify
 from crawl2chat.cli.audit import describe_source, print_audit
 from crawl2chat.config import build
 from crawl2chat.errors import ConfigError, InputError
@@ -142,13 +144,15 @@ def test_the_source_files_are_the_stages_inputs_in_manifest_mlflow_and_audit(
     manifest = lineage.read_manifest(out)
     assert manifest["inputs"] == {"fw/part.parquet": {
         "digest": manifest["inputs"]["fw/part.parquet"]["digest"], "kind": "file"}}
-    [link] = lineage.audit(out, project)
-    assert link.run_found and link.inputs_match and list(link.inputs) == ["fw/part.parquet"]
+    report = verify(from_folder(out, project), project)
+    assert report.verified, report.breaks
+    [link] = report.chain
+    assert list(link.manifest["inputs"]) == ["fw/part.parquet"]
     monkeypatch.setenv("CRAWL2CHAT_ROOT", str(project))
-    assert print_audit(out) == 0
+    assert print_audit(str(out)) == 0
     printed = capsys.readouterr().out
     assert "Data sources (1):\n  text: fw/part.parquet (file, sha256 " in printed
-    assert print_audit(out, as_json=True) == 0
+    assert print_audit(str(out), as_json=True) == 0
     assert json.loads(capsys.readouterr().out)["sources"] == [
         {"stage": "text", "name": "fw/part.parquet", **manifest["inputs"]["fw/part.parquet"]}]
 

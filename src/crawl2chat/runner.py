@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import config, lineage, orphans, paths, runtime, stages
-from crawl2chat.digest import file_digest, folder_digest
+from crawl2chat import config, dvcfile, lineage, orphans, paths, registry, runtime, stages
+from crawl2chat.digest import file_digest
 from crawl2chat.errors import StageError
 from crawl2chat.quality import gate
 from crawl2chat.quality.suite import RESULTS_DIR
+from crawl2chat.release.plots import write_plot_data
 
 log = logging.getLogger("crawl2chat")
 
@@ -52,12 +53,12 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         in_dir = None
     inputs: dict[str, dict[str, str]] = {}
     if in_dir is not None:
-        upstream = lineage.read_manifest(in_dir)
-        inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = {
-            "digest": folder_digest(in_dir), "kind": "stage",
-            "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+        inputs[paths.STAGE_OUTPUTS[paths.STAGES[paths.STAGES.index(stage) - 1]]] = \
+            _upstream_input(in_dir)
     external = getattr(module, "external_inputs", None)
-    for file in (external(cfg, root) if external else []):
+    local_files = external(cfg, root) if external else []
+    dvcfile.check_inputs_are_deps(root, stage, local_files)
+    for file in local_files:
         rel = os.path.relpath(file, root)
         inputs[rel] = {"digest": file_digest(file), "kind": "file"}
 
@@ -79,9 +80,10 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
             # inputs only known once read (a remote WARC's sha256): recorded like the rest
             discovered = getattr(module, "discovered_inputs", None)
             late = discovered(tmp) if discovered else {}
-            lineage.log_inputs(late, root)
+            run.datasets += lineage.log_inputs(late, root)
             inputs.update(late)
             gate(stage, tmp, cfg)
+            _write_model_card(tmp, stage, run.run_id, section, metrics, in_dir, root)
             # what the stage decided at run time (e.g. the precision it trained in)
             details = {k: v for k, v in metrics.items() if isinstance(v, str)}
             manifest = {
@@ -95,8 +97,10 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
                 "details": details,
                 "mlflow_run_id": run.run_id,
                 "created_unix": int(time.time()),
+                "output": lineage.output_record(tmp),
             }
             lineage.write_manifest(tmp, manifest)
+            lineage.carry_chain(tmp, manifest, in_dir, root)
         except BaseException as err:
             _log_quality_results(tmp)
             _discard_failed(tmp, out_dir)
@@ -108,10 +112,12 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
         _log_quality_results(out_dir)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         metrics["wall_time_s"] = manifest["wall_time_s"]
-        run.finish(metrics, out_dir, folder_digest(out_dir), details)
+        run.finish(metrics, out_dir, details)
+        _register_model(run, out_dir, metrics, root)
     metrics_file = paths.metrics_file(stage, root)
     metrics_file.parent.mkdir(exist_ok=True)
     config.write_atomic(metrics_file, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_plot_data(stage, out_dir, root)
     return metrics
 
 
@@ -171,6 +177,35 @@ def inline_images(markdown: str, folder: Path) -> str:
         return f"![{found[1]}](data:image/png;base64,{data})"
 
     return _IMAGE.sub(embed, markdown)
+
+
+def _upstream_input(in_dir: Path) -> dict[str, str]:
+    """The upstream stage folder as an input: its bytes re-hashed now (so a folder
+    changed since its manifest was written shows up as a mismatch in the audit), its
+    manifest's sha256 and its MLflow run."""
+    upstream = lineage.read_manifest(in_dir)
+    return {"digest": lineage.output_record(in_dir)["digest"], "kind": "stage",
+            "manifest_sha256": file_digest(in_dir / paths.MANIFEST),
+            "mlflow_run_id": upstream.get("mlflow_run_id", "")}
+
+
+def _register_model(run: lineage.StageRun, out_dir: Path, metrics: dict[str, float],
+                    root: Path) -> None:
+    """A model stage's output as a new version in the MLflow registry (champion by the
+    rule in ``params.yaml``'s ``registry``)."""
+    if run.stage in registry.REGISTERED:
+        rule = registry.ChampionRule.from_params(config.load_params(root), run.stage)
+        registry.register(run.stage, run.run_id, out_dir, metrics, run.datasets, rule)
+
+
+def _write_model_card(out_dir: Path, stage: str, run_id: str, section: dict[str, Any],
+                      metrics: dict[str, Any], in_dir: Path | None, root: Path) -> None:
+    """A model card in the stage's Hugging Face export, if it wrote one."""
+    from crawl2chat.release.card import write_card
+
+    hf = out_dir / "hf"
+    if hf.is_dir():
+        write_card(hf, stage, run_id, section, metrics, lineage.chain_below(in_dir, root), root)
 
 
 def _run_as_helper_rank(module: Any, cfg: Any, in_dir: Path | None,

@@ -38,11 +38,14 @@ def _cmd_next_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from crawl2chat.model.checkpoint import load_model
+    import json
+
+    from crawl2chat.model.checkpoint import CONFIG, is_chat, load_model
     from crawl2chat.model.export import export_hf, hf_architecture
 
     model, tokenizer = load_model(Path(args.model_dir))
-    export_hf(model, tokenizer, Path(args.out_dir))
+    saved = json.loads((Path(args.model_dir) / CONFIG).read_text()).get("crawl2chat")
+    export_hf(model, tokenizer, Path(args.out_dir), chat=is_chat(saved))
     print(f"wrote {args.out_dir} (load with transformers.{hf_architecture(model.config)}"
           ".from_pretrained)")
     return 0

@@ -74,9 +74,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from crawl2chat.cli.audit import print_audit
+    from crawl2chat.cli.audit import print_audit, print_document
 
-    return print_audit(Path(args.model_dir), as_json=args.json)
+    if args.doc:
+        return print_document(args.model_dir, args.doc, as_json=args.json)
+    return print_audit(args.model_dir, as_json=args.json, quick=args.quick)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -107,11 +109,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _keep_failed_arg(p)
     p.set_defaults(func=_cmd_stage)
 
-    p = sub.add_parser("audit", help="name the data and runs behind a model",
-                       description="Walk the manifest chain from MODEL_DIR back to the crawl's "
-                       "WARC files, checking each link against the MLflow store.")
-    p.add_argument("model_dir", help="a stage output folder, e.g. models/sft")
+    p = sub.add_parser("audit", help="name and re-check the data and runs behind a model",
+                       description="Walk the manifest chain from MODEL back to the crawl's "
+                       "WARC files: re-hash every output folder and source file, check that "
+                       "each stage was trained on its upstream's current output, and that "
+                       "the MLflow runs agree. Names the first broken link; exit status 1.")
+    p.add_argument("model_dir", metavar="MODEL",
+                   help="a stage output folder (models/sft), an exported hf/ folder, an "
+                   "MLflow run id or a registered model version (crawl2chat-sft/3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quick", action="store_true",
+                   help="compare sizes instead of re-hashing files of 1 MiB or more")
+    p.add_argument("--doc", metavar="URL|DOC_ID",
+                   help="say whether this page was kept, why or why not, and where its "
+                   "tokens went")
     p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser("report", help="write the report card of a pipeline run (HTML + Markdown)",

@@ -59,9 +59,14 @@ def save_model(model: GPT, tokenizer: Tokenizer, folder: Path,
     (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
     tokenizer.save(folder / TOKENIZER_DIR)
     if config["hf_export"]["class"]:
-        export_hf(model, tokenizer, folder / HF_DIR)
+        export_hf(model, tokenizer, folder / HF_DIR, chat=is_chat(extra))
     elif (folder / HF_DIR).is_dir():  # an older save's export would not match these weights
         shutil.rmtree(folder / HF_DIR)
+
+
+def is_chat(extra: dict[str, Any] | None) -> bool:
+    """Whether a model saved with ``extra`` (config.json's ``crawl2chat``) is a chat model."""
+    return (extra or {}).get("stage") == "sft"
 
 
 def read_config(folder: Path) -> GPTConfig:

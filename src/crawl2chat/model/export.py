@@ -1,9 +1,14 @@
 """Hugging Face export: a model folder ``transformers`` loads as is, or a clear refusal.
 
-In: a :class:`~crawl2chat.model.gpt.GPT` and its tokenizer. Out: ``folder/`` with
-``config.json``, ``model.safetensors`` in the HF model's names and layouts, and the
-tokenizer files of :meth:`Tokenizer.save`, so that ``AutoModelForCausalLM`` and
-``AutoTokenizer`` load it offline. No ``transformers`` import is needed to write it.
+In: a :class:`~crawl2chat.model.gpt.GPT`, its tokenizer, and whether it is a chat model.
+Out: ``folder/`` with ``config.json``, ``generation_config.json``, ``model.safetensors``
+in the HF model's names and layouts, and the tokenizer files of :meth:`Tokenizer.save`,
+so that ``AutoModelForCausalLM`` and ``AutoTokenizer`` load it offline. No
+``transformers`` import is needed to write it.
+
+Where ``generate()`` stops (``eos_token_id``): a base model at ``<|bos|>`` (a new
+document starts where the last one ends), a chat model at ``<|assistant_end|>`` (the end
+of its reply, what SFT taught it), with ``<|bos|>`` as a second stop.
 
 Which HF model computes the same function depends on the architecture options:
 
@@ -119,17 +124,30 @@ def _llama_state(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def hf_config(model: GPT, tokenizer: Tokenizer) -> dict[str, object]:
+def stop_ids(tokenizer: Tokenizer, chat: bool) -> list[int]:
+    """The ids ``generate()`` stops at, the main one first."""
+    bos = tokenizer.special_id(special.BOS)
+    return [tokenizer.special_id(special.ASSISTANT_END), bos] if chat else [bos]
+
+
+def generation_config(tokenizer: Tokenizer, chat: bool) -> dict[str, object]:
+    """``generation_config.json``: the stops, and the pad id ``generate()`` pads with."""
+    return {"bos_token_id": tokenizer.special_id(special.BOS),
+            "eos_token_id": stop_ids(tokenizer, chat),
+            "pad_token_id": tokenizer.special_id(special.PAD)}
+
+
+def hf_config(model: GPT, tokenizer: Tokenizer, chat: bool = False) -> dict[str, object]:
     """``config.json`` of the HF model with our shape."""
     cfg = model.config
     arch = hf_architecture(cfg)
-    bos = tokenizer.special_id(special.BOS)
     common: dict[str, object] = {
         "architectures": [arch],
         "vocab_size": cfg.vocab_size,  # the padded size: the weights' rows
         "tie_word_embeddings": cfg.tie_embeddings,
-        "bos_token_id": bos,
-        "eos_token_id": bos,  # a new document starts where the last one ends
+        "bos_token_id": tokenizer.special_id(special.BOS),
+        "eos_token_id": stop_ids(tokenizer, chat)[0],
+        "pad_token_id": tokenizer.special_id(special.PAD),
         "torch_dtype": "float32",
     }
     if arch == GPT2:
@@ -151,15 +169,22 @@ def hf_config(model: GPT, tokenizer: Tokenizer) -> dict[str, object]:
     return {**llama, "model_type": "qwen3", "use_sliding_window": False}
 
 
-def export_hf(model: GPT, tokenizer: Tokenizer, folder: Path) -> Path:
-    """Write the Hugging Face form of ``model`` into ``folder``; return ``folder``.
-    Raises :class:`ExportRefused`, writing nothing, when no HF model fits."""
+GENERATION_CONFIG = "generation_config.json"
+
+
+def export_hf(model: GPT, tokenizer: Tokenizer, folder: Path, chat: bool = False) -> Path:
+    """Write the Hugging Face form of ``model`` (``chat``: an SFT model, which stops at
+    the end of its reply) into ``folder``; return ``folder``. Raises
+    :class:`ExportRefused`, writing nothing, when no HF model fits."""
     from safetensors.torch import save_file
 
     hf_architecture(model.config)  # refuse before creating anything
     folder.mkdir(parents=True, exist_ok=True)
     save_file(hf_state_dict(model), str(folder / "model.safetensors"),
               metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_config(model, tokenizer), indent=2) + "\n")
+    (folder / "config.json").write_text(
+        json.dumps(hf_config(model, tokenizer, chat), indent=2) + "\n")
+    (folder / GENERATION_CONFIG).write_text(
+        json.dumps(generation_config(tokenizer, chat), indent=2) + "\n")
     tokenizer.save(folder)
     return folder

@@ -29,11 +29,21 @@ TURNS = {
 }
 
 
+def _turn(role: str, start: str, end: str) -> str:
+    body = f"{{{{ message['content'] }}}}{end}"
+    if role == "assistant":  # what the loss mask learns: the reply and its end token
+        body = f"{{% generation %}}{body}{{% endgeneration %}}"
+    return f"{start}{body}"
+
+
 def chat_template() -> str:
-    """Jinja source rendering ``<|bos|>`` then each turn as ``start content end``."""
+    """Jinja source rendering ``<|bos|>`` then each turn as ``start content end``; the
+    assistant's ``content end`` inside ``{% generation %}``, so ``apply_chat_template(...,
+    return_assistant_tokens_mask=True)`` gives the loss mask of
+    :func:`crawl2chat.chat.template.render`."""
     branches = "".join(
-        f"{'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}{start}"
-        f"{{{{ message['content'] }}}}{end}{{% "
+        f"{'if' if i == 0 else 'elif'} message['role'] == '{role}' %}}"
+        f"{_turn(role, start, end)}{{% "
         for i, (role, (start, end)) in enumerate(TURNS.items()))
     return (
         f"{{{{- '{special.BOS}' -}}}}"
