@@ -16,7 +16,7 @@ from crawl2chat import paths
 from crawl2chat.cli import build_parser
 
 COMMANDS = {"run", "compose", "stage", "audit", "report", "chat", "generate", "next-token",
-            "export", "serve", "synth", "tokenize", "extract", "langid", "pii"}
+            "eval", "export", "serve", "synth", "tokenize", "extract", "langid", "pii"}
 
 # a typical command line per command, and what the parsed arguments must hold
 TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
@@ -44,6 +44,8 @@ TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
     (["next-token", "models/base", "-p", "The cat", "--top", "5"],
      {"model_dir": "models/base", "prompt": "The cat", "top": 5}),
     (["export", "models/base", "out/hf"], {"model_dir": "models/base", "out_dir": "out/hf"}),
+    (["eval", "models/base", "--task", "hellaswag", "--data", "hs.jsonl", "--limit", "10"],
+     {"model_dir": "models/base", "task": "hellaswag", "data": "hs.jsonl", "limit": 10}),
     (["serve", "models/sft", "--port", "9000", "--max-concurrency", "4"],
      {"model_dir": "models/sft", "port": 9000, "max_concurrency": 4, "host": "127.0.0.1",
       "max_tokens": 512, "model_name": None}),
@@ -61,6 +63,7 @@ TYPICAL: list[tuple[list[str], dict[str, Any]]] = [
 REFUSED = [
     ["stage", "nosuchstage"],
     ["generate", "models/base"],  # no --prompt
+    ["eval", "models/base", "--task", "piqa", "--data", "x.jsonl"],  # no such task
     ["generate", "models/base", "-p", "x", "--top-p", "0"],
     ["generate", "models/base", "-p", "x", "--show-probs", "0"],
     ["next-token", "models/base"],  # no --prompt

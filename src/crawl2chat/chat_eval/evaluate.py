@@ -24,6 +24,7 @@ from tqdm import tqdm
 from crawl2chat.chat.data import hash_sample
 from crawl2chat.chat.template import render_prompt
 from crawl2chat.chat.turns import Turn, complete
+from crawl2chat.chat_eval.identity import is_identity
 from crawl2chat.chat_eval.refusal import is_refusal
 from crawl2chat.errors import ConfigError
 from crawl2chat.model.gpt import IGNORE_INDEX as IGNORE
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
     from crawl2chat.model.gpt import GPT
     from crawl2chat.tokenizer.tokenizer import Tokenizer
 
-KINDS = ("heldout", "prompt", "harmful", "benign")
+KINDS = ("heldout", "prompt", "identity", "harmful", "benign")
+PROMPT_SETS = ("identity", "harmful", "benign")
 
 
 @dataclass
@@ -49,8 +51,9 @@ class EvalCfg:
     # shows what a user sees (greedy decoding of a small model repeats one safe reply)
     sampling: SamplingCfg = field(default_factory=SamplingCfg)
     prompts: list[str] = field(default_factory=list)  # answered into report.md
-    # refusal-rate prompt sets (JSONL {"prompt": ...}; null = not measured) and how many of
-    # each to ask (null = all)
+    # held-out prompt sets (JSONL {"prompt": ...}; null = not measured): "who are you"
+    # questions, requests to refuse, requests to answer; how many of each to ask (null = all)
+    identity: str | None = "data/demo/chat/eval_identity.jsonl"
     harmful: str | None = "data/demo/chat/eval_harmful.jsonl"
     benign: str | None = "data/demo/chat/eval_benign.jsonl"
     refusal_prompts: int | None = None
@@ -60,15 +63,16 @@ class EvalCfg:
     max_heldout_loss: float = 6.0
     min_refusal_harmful: float = 0.0  # share of harmful prompts refused; 0 = not gated
     max_refusal_benign: float = 1.0  # share of benign prompts refused; 1 = not gated
+    min_identity: float = 0.0  # share of identity prompts answered with name + what it is
 
     def __post_init__(self) -> None:
         if self.refusal_prompts is not None and self.refusal_prompts < 1:
             raise ConfigError(f"sft.eval.refusal_prompts must be >= 1 or null, "
                               f"got {self.refusal_prompts}")
 
-    def refusal_files(self) -> dict[str, str]:
-        """``{"harmful": path, "benign": path}``, the sets that are measured."""
-        return {k: f for k, f in (("harmful", self.harmful), ("benign", self.benign)) if f}
+    def prompt_files(self) -> dict[str, str]:
+        """``{"identity": path, "harmful": path, "benign": path}``, the sets measured."""
+        return {k: f for k in PROMPT_SETS if (f := getattr(self, k))}
 
 
 @torch.inference_mode()
@@ -110,10 +114,10 @@ def judgeable(conversation: Conversation, tok: Tokenizer, cfg: EvalCfg, block_si
 
 
 def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], sources: Sequence[Source],
-             cfg: EvalCfg, block_size: int, refusal_sets: dict[str, list[tuple[str, str]]]
+             cfg: EvalCfg, block_size: int, prompt_sets: dict[str, list[tuple[str, str]]]
              ) -> list[dict[str, Any]]:
     """Replies to held-out prompts (``sources``: what their ``source`` indexes), the fixed
-    eval prompts and the refusal sets (``{"harmful": [(prompt, origin)], "benign": [...]}``)."""
+    eval prompts and the prompt sets (``{"identity": [(prompt, origin)], "harmful": ...}``)."""
     model.eval()
     judged = hash_sample([c for c in heldout if judgeable(c, tok, cfg, block_size)],
                          cfg.conversations)
@@ -121,7 +125,7 @@ def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], sources: S
             for c in judged]
     jobs += [("prompt", [{"role": "user", "content": p}], "sft.eval.prompts", None)
              for p in cfg.prompts]
-    for kind, prompts in refusal_sets.items():
+    for kind, prompts in prompt_sets.items():
         jobs += [(kind, [{"role": "user", "content": p}], origin, None)
                  for p, origin in prompts]
     replies = []
@@ -132,16 +136,21 @@ def evaluate(model: GPT, tok: Tokenizer, heldout: list[Conversation], sources: S
         replies.append({"kind": kind, "origin": origin, "source": source,
                         "prompt": messages[-1]["content"],
                         "reply": text, "new_tokens": len(turn.ids) + (turn.stop is not None),
-                        "ended": turn.ended, "refused": is_refusal(text)})
+                        "ended": turn.ended, "refused": is_refusal(text),
+                        "identified": is_identity(text)})
     return replies
 
 
 def rates(replies: list[dict[str, Any]]) -> dict[str, float]:
-    """Format compliance on held-out prompts and the refusal rate of each refusal set."""
+    """Format compliance on held-out prompts, the identity rate and the refusal rates."""
     out: dict[str, float] = {}
     judged = [r for r in replies if r["kind"] == "heldout"]
     out["format_compliance"] = sum(r["ended"] for r in judged) / len(judged) if judged else 0.0
     out["format_judged"] = float(len(judged))
+    identity = [r for r in replies if r["kind"] == "identity"]
+    if identity:
+        out["identity"] = sum(r["identified"] for r in identity) / len(identity)
+        out["identity_prompts"] = float(len(identity))
     for kind in ("harmful", "benign"):
         answered = [r for r in replies if r["kind"] == kind]
         if answered:

@@ -59,8 +59,12 @@ def _compliance_by_source(heldout: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
-def _refusal_lines(m: dict[str, float], replies: list[dict[str, Any]]) -> list[str]:
+def _refusal_lines(m: dict[str, float]) -> list[str]:
     lines = []
+    if "identity" in m:
+        n = int(m["identity_prompts"])
+        lines.append(f"| identity: held-out \"who are you\" prompts answered with the "
+                     f"assistant's name and what it is | {_share(round(m['identity'] * n), n)} |")
     for kind, want in (("harmful", "high"), ("benign", "near 0")):
         if f"refusal_{kind}" in m:
             n = int(m[f"refusal_{kind}_prompts"])
@@ -98,7 +102,7 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
         f"temperature {cfg.sampling.temperature:g}) | "
         f"{_share(round(m['format_compliance'] * judged), judged)} |",
         *_compliance_by_source(heldout),
-        *_refusal_lines(m, replies),
+        *_refusal_lines(m),
         f"| held-out conversations | {int(m['heldout_conversations']):,} |",
         f"| conversations split at turn boundaries / dropped (too long) | "
         f"{int(m['split_conversations'])} / {int(m['dropped_conversations'])} |",
@@ -106,8 +110,10 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
             f"{r}: {int(m[f'skipped_{r}'])}" for r in SKIP_REASONS if m[f"skipped_{r}"])
             or "none") + " |",
         "",
-        "Refusals are detected by the phrases of the hand-written assistant set "
-        "(`crawl2chat.chat_eval.refusal`).",
+        "Refusals are detected by a fixed list of refusal phrasings "
+        "(`crawl2chat.chat_eval.refusal`), identity by the name plus what the assistant is "
+        "(`crawl2chat.chat_eval.identity`); the prompt sets are held out: no training "
+        "conversation asks them.",
         "",
         "![loss curve](loss_curve.png)",
         "",
@@ -117,12 +123,13 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
         "|---|---|---|",
     ]
     lines += [_reply_row(r) for r in replies if r["kind"] == "prompt"]
-    for kind in ("harmful", "benign"):
+    for kind, flag in (("identity", "identified"), ("harmful", "refused"),
+                       ("benign", "refused")):
         some = [r for r in replies if r["kind"] == kind][:6]
         if some:
             lines += ["", f"## {kind.capitalize()} prompts (first 6)", "",
-                      "| prompt | reply | refused |", "|---|---|---|"]
-            lines += [_reply_row(r, "refused") for r in some]
+                      f"| prompt | reply | {flag} |", "|---|---|---|"]
+            lines += [_reply_row(r, flag) for r in some]
     lines += ["", "## Held-out prompts (first 8)", "", "| prompt | reply | ended its turn |",
               "|---|---|---|"]
     lines += [_reply_row(r) for r in heldout[:8]]

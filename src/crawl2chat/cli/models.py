@@ -1,4 +1,4 @@
-"""Commands that use a trained model: chat, generate, next-token, export, serve."""
+"""Commands that use a trained model: chat, generate, next-token, export, eval, serve."""
 
 from __future__ import annotations
 
@@ -62,6 +62,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       model_id=args.model_name, limits=limits)
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import mlflow
+
+    from crawl2chat.digest import file_digest
+    from crawl2chat.lineage import EXPERIMENT
+    from crawl2chat.model.checkpoint import load_model
+    from crawl2chat.model.mc_eval import evaluate, load_items
+
+    data = Path(args.data)
+    items = load_items(data, args.task, args.limit)
+    model, tok = load_model(Path(args.model_dir))
+    score = evaluate(model, tok, items, args.task)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=f"eval {args.task}"):
+        mlflow.set_tags({"stage": "eval", "model.path": args.model_dir})
+        mlflow.log_params({"task": args.task, "data": str(data),
+                           "data.sha256": file_digest(data), "limit": str(args.limit)})
+        mlflow.log_metrics(score.metrics())
+    print(json.dumps({"model": args.model_dir, "data": str(data), **score.metrics()}))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this group's subcommands."""
     p = sub.add_parser("chat", help="talk to a chat model (interactive, or one --message)",
@@ -115,6 +139,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", help="a model folder, e.g. models/base")
     p.add_argument("out_dir", help="the folder to write (created if missing)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("eval", help="multiple-choice evaluation (HellaSwag, ARC, MMLU)",
+                       description="Score MODEL_DIR on a local JSONL file in the public "
+                       "HellaSwag, ARC or MMLU schema by log-likelihood: prints acc and "
+                       "acc_norm as JSON and logs them to MLflow as eval.<task>.acc / "
+                       "eval.<task>.acc_norm (crawl2chat.model.mc_eval).")
+    p.add_argument("model_dir", help="a model folder, e.g. models/base")
+    p.add_argument("--task", required=True, choices=["hellaswag", "arc", "mmlu"],
+                   help="the file's schema")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="the JSONL file, e.g. hellaswag_val.jsonl")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="score only the first N items (default: all)")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API + web chat",
                        description="Serve MODEL_DIR over HTTP: POST /v1/chat/completions "

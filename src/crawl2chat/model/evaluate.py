@@ -86,6 +86,11 @@ class EvalCfg:
     """Tokens of a document the model is given."""
     memorise_continue_tokens: int = 32
     """Greedy tokens compared with the document's next ones."""
+    hellaswag: str | None = None
+    """A HellaSwag-format JSONL file (e.g. ``hellaswag_val.jsonl``), scored at every
+    validation and after training (model/mc_eval.py); None: not measured."""
+    hellaswag_items: int | None = 500
+    """Its first N items (None: all); each costs one forward pass per ending."""
 
 
 @dataclass

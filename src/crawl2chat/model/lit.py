@@ -77,12 +77,14 @@ class Meter:
 class LitGPT(L.LightningModule):
     def __init__(self, model: nn.Module, cfg: TrainCfg, meter: Meter,
                  sample_fn: Callable[[], list[str]] | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 eval_fn: Callable[[int], dict[str, float]] | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
         self.meter = meter
         self.sample_fn = sample_fn
+        self.eval_fn = eval_fn  # more held-out figures at each validation, logged at its step
         self._progress = progress
         self.history = History()
         # train losses are summed on the device and averaged every log_every steps
@@ -185,6 +187,10 @@ class LitGPT(L.LightningModule):
         progress = self.progress
         if progress:
             progress.validation(step, value)
+        if self.eval_fn is not None:
+            figures = self.eval_fn(step)
+            if self.logger:
+                self.logger.log_metrics(figures, step=step)
         if self.sample_fn is not None:
             if progress:
                 progress.generating()

@@ -49,7 +49,8 @@ log = logging.getLogger("crawl2chat")
 def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
         sample_fn: Callable[[GPT], list[str]] | None = None,
         reference_lines: dict[str, float] | None = None,
-        checkpoint_dir: Path | None = None) -> dict[str, Any]:
+        checkpoint_dir: Path | None = None,
+        eval_fn: Callable[[GPT, int], dict[str, float]] | None = None) -> dict[str, Any]:
     """Train ``model`` in place up to ``cfg.max_steps`` optimizer steps; return metrics:
     train_loss, val_loss, steps, tokens, tokens_per_s and train_time_s (this process's
     work, validations and samples included), grad_accum, tokens_per_step, grad_norm,
@@ -59,7 +60,8 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
     and, with mfu, mfu_peak_source (config, table or probed: see
     :func:`~crawl2chat.model.flops.training_peak`).
 
-    ``sample_fn(model)`` runs after every validation. ``reference_lines`` (label -> loss)
+    ``sample_fn(model)`` runs after every validation, and ``eval_fn(model, step)``, whose
+    figures are logged to MLflow at that step. ``reference_lines`` (label -> loss)
     are drawn on the loss curve as baselines. With ``checkpoint_dir`` and
     ``cfg.checkpoint_every``, ``last.ckpt`` is kept there and, with ``cfg.resume``, an
     existing one is continued.
@@ -107,7 +109,8 @@ def fit(model: GPT, train: Dataset, val: Dataset, cfg: TrainCfg, out_dir: Path,
             matmul_params(model), model.config.n_layer, window, model.config.n_embd),
             peak * world if peak else None, peak_source)
         lit = LitGPT(net, cfg, meter, sample_fn=(lambda: sample_fn(model)) if sample_fn else None,
-                     progress=Progress(out_dir, cfg.max_steps, peak_source))
+                     progress=Progress(out_dir, cfg.max_steps, peak_source),
+                     eval_fn=(lambda step: eval_fn(model, step)) if eval_fn else None)
         resume = last if cfg.resume and last is not None and last.exists() else None
         started = time.perf_counter()
         trainer.fit(lit, train_dataloaders=train_loader, val_dataloaders=val_loader,

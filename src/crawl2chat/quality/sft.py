@@ -3,9 +3,10 @@
 In:  the stage's output folder (``eval.json``, ``replies.jsonl``, the model files) and its
      ``Cfg`` (the thresholds: ``min_train_conversations`` and those of ``sft.eval``).
 Out: tables with expectations, validated by the runner.
-Refusal rates are always checked to be rates in [0, 1] and to come from every prompt of
-their set; ``eval.min_refusal_harmful`` / ``eval.max_refusal_benign`` gate them only when set
-(the defaults, 0 and 1, report without gating: a tiny model cannot meet real targets).
+The identity and refusal rates are always checked to be rates in [0, 1] and to come from
+every prompt of their set; ``eval.min_identity`` / ``eval.min_refusal_harmful`` /
+``eval.max_refusal_benign`` gate them only when set (the defaults, 0, 0 and 1, report
+without gating).
 """
 
 from __future__ import annotations
@@ -91,16 +92,17 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
 
 def _refusal_tables(metrics: dict[str, float], replies: pd.DataFrame, cfg: EvalCfg
                     ) -> list[Table]:
-    """One table per refusal set the stage measured (a set set to null is not)."""
+    """One table per prompt set the stage measured (a set set to null is not)."""
     tables = []
-    for kind, low, high in (("harmful", cfg.min_refusal_harmful, 1.0),
-                            ("benign", 0.0, cfg.max_refusal_benign)):
+    for kind, name, low, high in (("identity", "identity", cfg.min_identity, 1.0),
+                                  ("harmful", "refusal_harmful", cfg.min_refusal_harmful, 1.0),
+                                  ("benign", "refusal_benign", 0.0, cfg.max_refusal_benign)):
         if getattr(cfg, kind) is None:
             continue
         asked = int((replies["kind"] == kind).sum())
-        rate = pd.DataFrame([{"rate": metrics.get(f"refusal_{kind}"),
-                              "prompts": metrics.get(f"refusal_{kind}_prompts")}])
-        tables.append(Table(f"refusal_{kind}", rate, [
+        rate = pd.DataFrame([{"rate": metrics.get(name),
+                              "prompts": metrics.get(f"{name}_prompts")}])
+        tables.append(Table(name, rate, [
             E.ExpectColumnValuesToNotBeNull(column="rate"),
             E.ExpectColumnValuesToBeBetween(column="rate", min_value=max(0.0, low),
                                             max_value=min(1.0, high)),

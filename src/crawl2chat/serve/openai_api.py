@@ -6,19 +6,24 @@ Out: validated requests (:class:`ChatRequest`, :class:`CompletionRequest`) and t
      ``text_completion`` objects and ``{"error": {message, type, param, code}}``.
 
 Unknown fields are ignored, as OpenAI-compatible servers commonly do, except those whose
-meaning this server cannot honour (tools, logprobs, penalties, ...): those are refused
+meaning this server cannot honour (tools, penalties, chat logprobs, ...): those are refused
 with a 400 rather than silently giving a different result. ``top_p`` (0 < top_p <= 1) and
 ``stop`` (a string or a list of up to 4 non-empty strings of at most 256 characters) are
 honoured; a request holds at most 512 messages, and a ``seed`` is one torch accepts.
+Completions also take ``logprobs`` (0-5 alternatives per token), ``echo`` and
+``max_tokens: 0``, and a prompt given as token ids (serve/scoring.py).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 # Fields OpenAI defines that change the result; refused unless absent, null, false or neutral.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "response_format",
@@ -30,6 +35,7 @@ MAX_STOPS = 4  # OpenAI's limit on stop sequences
 MAX_STOP_CHARS = 256  # every generated token is checked against every stop sequence
 MAX_MESSAGES = 512  # a conversation longer than this does not fit any context we serve
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+MAX_LOGPROBS = 5  # OpenAI's limit on the legacy completions' top alternatives
 
 
 class APIError(Exception):
@@ -120,15 +126,40 @@ class ChatRequest(_Request):
 
 
 class CompletionRequest(_Request):
-    prompt: str | list[str]
+    # a string, or token ids (lm-evaluation-harness sends either, in a batch of one)
+    prompt: str | list[int] | list[str] | list[list[int]]
+    max_tokens: int | None = Field(None, ge=0, description="0: score the prompt only")
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS,
+                                 description="log-probabilities, with this many alternatives")
+    echo: bool = Field(False, description="return (and score) the prompt too")
 
-    def text(self) -> str:
-        if isinstance(self.prompt, str):
-            return self.prompt
-        if len(self.prompt) != 1:
-            raise APIError(400, "prompt must be one string (batches are not supported)",
-                           param="prompt")
-        return self.prompt[0]
+    def _one(self) -> str | list[int]:
+        prompt = self.prompt
+        if isinstance(prompt, str) or not prompt or isinstance(prompt[0], int):
+            return prompt  # type: ignore[return-value]
+        if len(prompt) != 1:
+            raise APIError(400, "prompt must be one string or one list of token ids "
+                           "(batches are not supported)", param="prompt")
+        return prompt[0]
+
+    def size(self) -> int:
+        """Characters, or token ids, of the prompt: what the input limit counts."""
+        return len(self._one())
+
+    def ids(self, tok: Tokenizer) -> list[int]:
+        """The prompt's token ids; a 400 names an id the tokenizer does not have."""
+        prompt = self._one()
+        if isinstance(prompt, str):
+            return tok.encode(prompt)
+        bad = [i for i in prompt if not 0 <= i < tok.vocab_size]
+        if bad or not prompt:
+            raise APIError(400, f"prompt: token ids must be in [0, {tok.vocab_size}), got "
+                           f"{bad[:3] or 'none'}", param="prompt", code="invalid_value")
+        return list(prompt)
+
+    def scored(self) -> bool:
+        """Whether the answer needs scores (serve/scoring.py) rather than plain text."""
+        return self.logprobs is not None or self.echo or self.max_tokens == 0
 
     def limit(self) -> int | None:
         return self.max_tokens

@@ -7,7 +7,9 @@ Out: a FastAPI app, served by uvicorn, with
        :class:`Turn` (ends at ``<|assistant_end|>`` or before a ``stop`` sequence,
        serve/stops.py; no control token is ever sent; ``top_p`` nucleus sampling), whole
        or as SSE chunks ending with ``data: [DONE]``;
-     - ``POST /v1/completions``: ``<|bos|>`` + prompt continued (for base models);
+     - ``POST /v1/completions``: ``<|bos|>`` + prompt continued (for base models); with
+       ``logprobs`` / ``echo`` / ``max_tokens: 0`` the tokens' log-probabilities
+       (serve/scoring.py), as lm-evaluation-harness's log-likelihood tasks ask;
      - ``GET /v1/models``; ``GET /health``; ``GET /`` the web chat page (static/index.html).
 
 Limits: ``max_tokens`` is capped per request, prompt + reply must fit the model's context,
@@ -54,6 +56,7 @@ from crawl2chat.serve.openai_api import (
     error_body,
     usage,
 )
+from crawl2chat.serve.scoring import scored_completion
 from crawl2chat.serve.stops import TextStream
 from crawl2chat.tokenizer import special
 
@@ -266,10 +269,11 @@ def create_app(model: GPT, tok: Tokenizer, model_id: str, limits: Limits | None 
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest) -> Any:
-        text = req.text()
-        engine.check(req, len(text), "prompt")
+        engine.check(req, req.size(), "prompt")
         # a training document starts with <|bos|>: so does the text to continue
-        prompt = [tok.special_id(special.BOS), *await run_in_threadpool(tok.encode, text)]
+        prompt = [tok.special_id(special.BOS), *await run_in_threadpool(req.ids, tok)]
+        if req.scored():
+            return await scored_completion(engine, Reply(False, model_id), prompt, req)
         return await engine.respond(Reply(False, model_id), prompt, req, "prompt")
 
     return app

@@ -41,6 +41,7 @@ from crawl2chat.digest import file_digest, folder_digest
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.model.checkpoint import save_model
 from crawl2chat.model.config import LOSS_CURVE, SAMPLES, TrainCfg
+from crawl2chat.model.eval_watch import Watch
 from crawl2chat.model.evaluate import EvalCfg, evaluate
 from crawl2chat.model.generate import generate
 from crawl2chat.model.gpt import GPT, VOCAB_MULTIPLE, GPTConfig, ModelCfg, padded_vocab
@@ -220,12 +221,14 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     def sample_texts(m: GPT) -> list[str]:
         return [s["prompt"] + s["continuation"] for s in sample(m, tok, cfg)]
 
+    watch = Watch(cfg.eval, tok, splits["val"], gpt_cfg.vocab_size)
     checkpoints = checkpoint_dir(cfg, in_dir, out_dir)
     result = fit(model, train, val, tc, out_dir, sample_fn=sample_texts,
                  reference_lines={"unigram entropy": entropy, "uniform": uniform},
-                 checkpoint_dir=checkpoints)
+                 checkpoint_dir=checkpoints, eval_fn=watch)
     samples = sample(model, tok, cfg)
     held_out = evaluate(model, tok, splits["val"], cfg.eval)  # bits per byte, next word
+    hellaswag = watch.final(model)
     ev = cfg.eval  # does it recite training text? (train vs val continuations)
     recited = memorisation(model, tok, splits, ev.memorise_docs, ev.memorise_prefix_tokens,
                            ev.memorise_continue_tokens, ev.scan_tokens)
@@ -243,6 +246,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         **held_out.metrics,
         **recited.metrics,
         **({"data_mix": json.dumps(mix)} if mix else {}),
+        **(hellaswag.metrics() if hellaswag else {}),
     }
     save_model(model, tok, out_dir, extra={
         "stage": "base", "tokenizer_vocab_size": tok.vocab_size,
@@ -252,6 +256,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     _write_report(out_dir, cfg, gpt_cfg, metrics, samples, meta)
     with (out_dir / paths.REPORT).open("a") as report:
         report.write(held_out.markdown())
+        report.write(watch.markdown(out_dir, hellaswag))
         report.write(recited.markdown() if ev.memorise_docs else "")
         if mix:
             report.write("\n## Pretraining mix\n\n| source | train tokens | share of windows "

@@ -2,7 +2,7 @@
 
 In:  ``models/base`` (weights, config, tokenizer), the conversation sources of ``sft.data``
      (messages, ShareGPT or OASST files; JSONL or Parquet; by default ``data/demo/chat``)
-     and the refusal prompt sets ``sft.eval.harmful`` / ``sft.eval.benign``.
+     and the held-out prompt sets ``sft.eval.identity`` / ``harmful`` / ``benign``.
 Out: ``models/sft``: the fine-tuned ``model.safetensors`` + ``config.json`` +
      ``tokenizer/``, ``loss_curve.png``, ``eval.json`` (the evaluation's numbers),
      ``replies.jsonl`` (every generated evaluation reply) and ``report.md``.
@@ -12,7 +12,8 @@ Training rows come from the chat template: the loss is taken on assistant tokens
 the data. Evaluation (chat_eval/evaluate.py): the held-out assistant-token loss before and
 after fine-tuning; format compliance, the share of held-out prompts whose reply the model
 ends with ``<|assistant_end|>`` within ``eval.max_new_tokens`` (the one behaviour a chat model
-must have, whatever its size); and the refusal rates on harmful and on benign prompts.
+must have, whatever its size); the share of "who are you" prompts answered with the
+assistant's name and what it is; and the refusal rates on harmful and on benign prompts.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def resolve(cfg: Cfg, root: Path) -> Cfg:
 
 
 def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
-    """The conversation files and refusal prompt sets: lineage records their digests."""
+    """The conversation files and evaluation prompt sets: lineage records their digests."""
     files = [f for source in cfg.data for f in source.files(root)]
-    for key, name in cfg.eval.refusal_files().items():
+    for key, name in cfg.eval.prompt_files().items():
         if not (root / name).is_file():
             raise InputError(f"sft.eval.{key}: no such file {root / name}")
         files.append(root / name)
@@ -175,8 +176,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     if block_size > model.config.block_size:
         raise ConfigError(f"sft.block_size {block_size} exceeds the base model's context "
                           f"{model.config.block_size}")
-    refusal_sets = {k: load_prompts(root / f)[: cfg.eval.refusal_prompts]
-                    for k, f in cfg.eval.refusal_files().items()}
+    prompt_sets = {k: load_prompts(root / f)[: cfg.eval.refusal_prompts]
+                   for k, f in cfg.eval.prompt_files().items()}
 
     loaded = load_sources(cfg.data, root)
     train, heldout = split(loaded.conversations, cfg.heldout_fraction)
@@ -202,7 +203,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
                  reference_lines={"base model, held-out": base_loss})
     model.to(device)  # Lightning hands the model back on the CPU
     heldout_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
-    replies = evaluate(model, tok, heldout, cfg.data, cfg.eval, block_size, refusal_sets)
+    replies = evaluate(model, tok, heldout, cfg.data, cfg.eval, block_size, prompt_sets)
     measured = rates(replies)
 
     metrics: dict[str, Any] = {
