@@ -65,7 +65,14 @@ def _run_logged(command: list[str], root: str, env: dict[str, str]) -> None:
 @task(name="dvc-push")
 def dvc_push(root: str) -> None:
     """Send the stage outputs to the default DVC remote (.dvc/config): a fresh clone then
-    `dvc pull`s them instead of retraining."""
+    `dvc pull`s them instead of retraining. A project with no default remote (a copy
+    made without .dvc/config's remote) is told so, and the run still succeeds."""
+    default = subprocess.run([_dvc(), "remote", "default"], cwd=root, capture_output=True,
+                             text=True)
+    if default.returncode != 0 or not default.stdout.strip():
+        get_run_logger().warning("no default DVC remote in %s: outputs not pushed "
+                                 "(`dvc remote add -d NAME URL` to set one)", root)
+        return
     subprocess.run([_dvc(), "push"], cwd=root, check=True)
 
 

@@ -129,8 +129,9 @@ def test_split_is_deterministic_by_content_not_by_order(tmp_path: Path) -> None:
 
 def test_bundled_demo_data_loads_without_skips() -> None:
     files = sorted((REPO / "data/demo/chat").glob("*.jsonl"))
-    assert {f.name for f in files} == {"assistant.jsonl", "dialogues.jsonl",
-                                       "eval_harmful.jsonl", "eval_benign.jsonl"}
+    assert {f.name for f in files} == {"assistant.jsonl", "assistant_templated.jsonl",
+                                       "dialogues.jsonl", "eval_harmful.jsonl",
+                                       "eval_benign.jsonl", "eval_identity.jsonl"}
     files = [f for f in files if not f.name.startswith("eval_")]
     loaded = _load(files)
     assert not loaded.skipped, loaded.skipped

@@ -10,6 +10,7 @@ has in the workspace).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class StageRecord:
 def _client() -> Any:
     import mlflow
 
-    return mlflow.MlflowClient()
+    return mlflow.MlflowClient(_store())
 
 
 def _experiments(client: Any) -> list[str]:
@@ -64,9 +65,11 @@ def latest_pipeline_run(client: Any | None = None) -> str:
 
 
 def _store() -> str:
+    """The store ``$MLFLOW_TRACKING_URI`` names: Lightning's MLflow logger sets MLflow's
+    process-wide URI to the one of the last training run, which need not be this one."""
     import mlflow
 
-    return str(mlflow.get_tracking_uri())
+    return os.environ.get("MLFLOW_TRACKING_URI") or str(mlflow.get_tracking_uri())
 
 
 def stage_runs(pipeline_run: str, root: Path, client: Any | None = None) -> dict[str, StageRecord]:
