@@ -116,6 +116,11 @@ def test_outputs_are_a_loadable_chat_model_with_report_and_eval(trained: dict) -
     assert PROMPT in report and "format compliance" in report
     replies = [json.loads(line) for line in (out / sft.REPLIES_FILE).read_text().splitlines()]
     assert Counter(r["kind"] for r in replies)["prompt"] == 2
+    # the base model answered the same fixed prompts before fine-tuning, for side by side
+    before = json.loads((out / sft.BASE_REPLIES_FILE).read_text())
+    assert [b["prompt"] for b in before] == [r["prompt"] for r in replies
+                                            if r["kind"] == "prompt"]
+    assert all(isinstance(b["reply"], str) for b in before)
 
 
 def test_metrics_count_conversations_tokens_and_skips(trained: dict) -> None:

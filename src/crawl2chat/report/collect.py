@@ -105,11 +105,15 @@ def _trained(card: Card, record: StageRecord) -> None:
 
 
 def _samples(card: Card, stages: dict[str, StageRecord], root: Path) -> None:
-    """Base and SFT generations by prompt: both columns filled where both models saw it."""
+    """Base and SFT generations by prompt: the SFT stage's own record of its base model
+    answering ``sft.eval.prompts`` before fine-tuning when there is one (the same prompts
+    and sampling), else the base stage's samples of its prompts."""
     base: dict[str, str] = {}
     sft: dict[str, str] = {}
     if "base" in stages and (file := _own_file(stages["base"], root, "samples.json")):
         base = {s["prompt"]: s["continuation"] for s in json.loads(file.read_text())}
+    if "sft" in stages and (file := _own_file(stages["sft"], root, "base_replies.json")):
+        base = {s["prompt"]: s["reply"] for s in json.loads(file.read_text())}
     if "sft" in stages and (file := _own_file(stages["sft"], root, "replies.jsonl")):
         for line in file.read_text().splitlines():
             reply = json.loads(line)

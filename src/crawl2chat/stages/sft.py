@@ -49,6 +49,7 @@ from crawl2chat.model.config import TrainCfg
 log = logging.getLogger("crawl2chat.sft")
 EVAL_FILE = "eval.json"
 REPLIES_FILE = "replies.jsonl"
+BASE_REPLIES_FILE = "base_replies.json"  # the base model on sft.eval.prompts, before SFT
 
 
 def _demo_data() -> list[Source]:
@@ -197,6 +198,10 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     trainable, total = freeze(model, cfg.train_layers)
 
     base_loss = assistant_loss(model, heldout_rows, cfg.train.batch_size)
+    # the same prompts, the same sampling, before any fine-tuning: what SFT changed
+    before = [{"prompt": p, "reply": reply(model, tok, [{"role": "user", "content": p}],
+                                           cfg.eval, i).text()}
+              for i, p in enumerate(cfg.eval.prompts)]
     fitted = fit(model, Rows(rows), Rows(heldout_rows), train_cfg, out_dir,
                  sample_fn=(lambda m: [reply(m, tok, [{"role": "user", "content": p}], cfg.eval,
                                              0).text() for p in cfg.eval.prompts[:2]]),
@@ -232,6 +237,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         {"metrics": metrics, "cfg": as_params(cfg)}, indent=2, default=str) + "\n")
     (out_dir / REPLIES_FILE).write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in replies))
+    (out_dir / BASE_REPLIES_FILE).write_text(json.dumps(before, indent=2, ensure_ascii=False)
+                                             + "\n")
     write_report(out_dir, metrics, replies, cfg=cfg.eval, sources=cfg.data,
                  train_layers=cfg.train_layers)
     return metrics
