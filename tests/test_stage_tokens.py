@@ -1,4 +1,4 @@
-"""The tokens stage on a tiny documents.parquet: shards, meta, split, report, GX gate."""
+"""The tokens stage on tiny text-stage shards: shards, meta, split, report, GX gate."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def _doc_ids(n: int, cfg: Cfg) -> list[str]:
 
 
 def _write_documents(folder: Path, cfg: Cfg, n: int = 60) -> list[tuple[str, str]]:
-    """Write documents.parquet (text stage schema) with n usable rows + 3 bad ones."""
+    """Write the text stage's shards (its schema) with n usable rows + 3 bad ones: two
+    shards, so the stage reads across a shard boundary."""
     ids = _doc_ids(n, cfg)
     texts = [f"Document {i}. " + " ".join(SENTENCES[(i + k) % 5] for k in range(4))
              for i in range(n - 1)] + [f"Only here: {SECRET} " * 30]
@@ -50,7 +51,9 @@ def _write_documents(folder: Path, cfg: Cfg, n: int = 60) -> list[tuple[str, str
         "text": [*texts, "skipped: no doc_id", "", None],
     })
     folder.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(folder / "documents.parquet", index=False)
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(folder / "documents-00000.parquet", index=False)
+    frame.iloc[half:].to_parquet(folder / "documents-00001.parquet", index=False)
     return list(zip(ids, texts, strict=True))
 
 
@@ -216,19 +219,20 @@ def test_gate_fails_when_the_exported_tokenizer_json_disagrees(stage: tuple[Path
 def test_bad_inputs_and_config_name_the_problem(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(InputError, match=r"documents\.parquet not found"):
+    with pytest.raises(InputError, match=r"no documents-00000\.parquet"):
         run(CFG, tmp_path / "nowhere", out)
     (tmp_path / "t1").mkdir()
-    pd.DataFrame({"doc_id": ["a"], "body": ["x"]}).to_parquet(tmp_path / "t1/documents.parquet")
+    pd.DataFrame({"doc_id": ["a"], "body": ["x"]}).to_parquet(
+        tmp_path / "t1/documents-00000.parquet")
     with pytest.raises(InputError, match=r"missing column\(s\) \['text'\]"):
         run(CFG, tmp_path / "t1", out)
     (tmp_path / "t2").mkdir()
     pd.DataFrame({"doc_id": ["a", "b"], "text": ["only one", ""]}).to_parquet(
-        tmp_path / "t2/documents.parquet")
+        tmp_path / "t2/documents-00000.parquet")
     with pytest.raises(InputError, match="1 document"):
         run(CFG, tmp_path / "t2", out)
     (tmp_path / "t3").mkdir()
-    (tmp_path / "t3/documents.parquet").write_text("not parquet")
+    (tmp_path / "t3/documents-00000.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="cannot read it as parquet"):
         run(CFG, tmp_path / "t3", out)
     with pytest.raises(ConfigError, match=r"tokens\.vocab_size"):

@@ -1,6 +1,6 @@
 """Quality gate of the ``text`` stage.
 
-In: the stage's output folder (``documents.parquet``, ``removed.parquet``,
+In: the stage's output folder (``documents-*.parquet``, ``removed-*.parquet``,
 ``counts.json``) and the stage's ``Cfg``. Out: GX tables that must hold before the
 documents are committed:
 
@@ -13,8 +13,10 @@ documents are committed:
   ``lang:`` ... ``mix:``) and why.
 - ``pii``: no e-mail, public IP or phone number left in any kept text (unless the
   ``pii`` step is skipped).
-- ``language_mix`` (one row per configured language, when ``balance_mix``): the achieved
-  share is within ``mix_tolerance`` of the target.
+- ``language_mix`` (one row per configured language with documents, when
+  ``balance_mix``): the achieved share of the kept characters is within
+  ``mix_tolerance`` of the effective target (the target rescaled over the languages
+  that have documents; a language without any is a reported gap, not a failure).
 - ``accounting`` (one row): kept + removed equals the pages read, and no page is both.
 """
 
@@ -28,18 +30,19 @@ import great_expectations as gx
 import pandas as pd
 
 from crawl2chat.quality.suite import Table
-from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, DOCUMENTS, REMOVED, REMOVED_COLUMNS
+from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, REMOVED_COLUMNS
 from crawl2chat.text.dedup import text_hash
 from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor
 from crawl2chat.text.recipe import ORDER, kwargs
+from crawl2chat.text.shards import REMOVED, read_frame
 
 E = gx.expectations
 REASON = rf"^(?:{'|'.join(ORDER)}):[a-z0-9_-]+"  # a step's name, then why
 
 
 def tables(out_dir: Path, cfg: Any) -> list[Table]:
-    docs = pd.read_parquet(out_dir / DOCUMENTS)
-    gone = pd.read_parquet(out_dir / REMOVED)
+    docs = read_frame(out_dir)
+    gone = read_frame(out_dir, REMOVED)
     counts = json.loads((out_dir / COUNTS).read_text()) if (out_dir / COUNTS).is_file() else {}
     languages: dict[str, float] = dict(cfg.min_scores)
 
@@ -84,9 +87,12 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
               [E.ExpectColumnValuesToBeInSet(column="pii_left", value_set=[0])]),
     ]
     if cfg.balance_mix and "mix" not in cfg.skip_steps and "lang" in docs:
-        achieved = docs["lang"].value_counts(normalize=True)
-        gaps = pd.DataFrame([{"lang": lang, "gap": abs(achieved.get(lang, 0.0) - share)}
-                             for lang, share in cfg.shares.items()])
+        chars = docs["text"].fillna("").str.len().groupby(docs["lang"]).sum()
+        achieved = chars / max(int(chars.sum()), 1)
+        present = {lang: s for lang, s in cfg.shares.items() if s > 0 and chars.get(lang, 0)}
+        scale = sum(present.values()) or 1.0
+        gaps = pd.DataFrame([{"lang": lang, "gap": abs(achieved.get(lang, 0.0) - s / scale)}
+                             for lang, s in present.items()], columns=["lang", "gap"])
         tables_.append(Table("language_mix", gaps, [E.ExpectColumnValuesToBeBetween(
             column="gap", min_value=0.0, max_value=cfg.mix_tolerance)]))
     return tables_

@@ -1,7 +1,8 @@
 """Stage ``tokens``: filtered text -> a BPE tokenizer and token shards.
 
-In: ``data/text/documents.parquet`` (columns ``doc_id``, ``text``; other columns are
-ignored). Out (``data/tokens/``): ``tokenizer/tokenizer.json``, ``train.bin`` and
+In: ``data/text/documents-*.parquet`` (columns ``doc_id``, ``text``; other columns
+are ignored), read shard by shard through :mod:`crawl2chat.text.shards`.
+Out (``data/tokens/``): ``tokenizer/tokenizer.json``, ``train.bin`` and
 ``val.bin`` (see :mod:`crawl2chat.tokenizer.shards`), ``meta.json`` and ``report.md``.
 
 Documents are split into train and val by a salted hash of their id. The tokenizer
@@ -20,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from crawl2chat import paths
 from crawl2chat.errors import ConfigError, InputError
+from crawl2chat.text.shards import iter_batches
 from crawl2chat.tokenizer.reference import bytes_per_token
 from crawl2chat.tokenizer.shards import SplitStats, assign_val, split_hash, write_shards
 from crawl2chat.tokenizer.special import BOS
@@ -72,7 +73,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     _check(cfg)
     if in_dir is None:
         raise InputError("the tokens stage needs the text stage's output folder")
-    source = Path(in_dir) / paths.TEXT_DOCUMENTS
+    source = Path(in_dir)
     plan = _plan(source, cfg)
     tokenizer = train_bpe(_training_texts(source, plan), cfg.vocab_size, cfg.min_frequency,
                           show_progress=True)
@@ -110,17 +111,7 @@ def _check(cfg: Cfg) -> None:
 
 
 def _batches(source: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    if not source.is_file():
-        raise InputError(f"{source} not found: run the text stage first")
-    try:
-        file = pq.ParquetFile(source)
-        missing = [c for c in ("doc_id", "text") if c not in file.schema_arrow.names]
-        if missing:
-            raise InputError(f"{source}: missing column(s) {missing}; "
-                             f"found {file.schema_arrow.names}")
-        yield from file.iter_batches(batch_size=BATCH_DOCS, columns=columns)
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{source}: cannot read it as parquet ({err})") from err
+    yield from iter_batches(source, columns=columns, batch_rows=BATCH_DOCS)
 
 
 def _plan(source: Path, cfg: Cfg) -> _Plan:
