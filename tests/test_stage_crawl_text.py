@@ -22,7 +22,14 @@ from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.quality import gate
 from crawl2chat.stages import crawl, text
-from crawl2chat.text.shards import DOCUMENTS, REMOVED, read_frame, shard_name
+from crawl2chat.text.shards import (
+    DOCUMENTS,
+    REMOVED,
+    REMOVED_SAMPLE,
+    read_frame,
+    shard_files,
+    shard_name,
+)
 
 EN = {
     "bread": ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli "
@@ -180,6 +187,28 @@ def test_text_output_does_not_depend_on_runner_or_workers(crawled, texts, tmp_pa
     text.run(_text_cfg(runner=RunnerCfg("processes", 2)), crawled[0], tmp_path)
     for prefix in (DOCUMENTS, REMOVED):
         pd.testing.assert_frame_equal(read_frame(tmp_path, prefix), read_frame(texts[0], prefix))
+
+
+def test_text_shards_and_sorts_in_small_pieces_with_the_same_result(crawled, texts, tmp_path):
+    # a language without any document (fr) no longer empties the mix: en keeps its share
+    cfg = _text_cfg(shard_rows=3, dedup_sort_rows=1, keep_removed_sample=2,
+                    languages={"en": 0.8, "fr": 0.2})
+    text.run(cfg, crawled[0], tmp_path)
+    assert [f.name for f in shard_files(tmp_path)] == [FIRST_DOCS, "documents-00001.parquet"]
+    assert len(pd.read_parquet(tmp_path / FIRST_DOCS)) == 3
+    pd.testing.assert_frame_equal(read_frame(tmp_path), read_frame(texts[0]))
+    removed = read_frame(tmp_path, REMOVED)
+    pd.testing.assert_frame_equal(removed, read_frame(texts[0], REMOVED))
+    assert "text" not in removed and removed["text_hash"].str.fullmatch("[0-9a-f]{40}").all()
+    sample = pd.read_parquet(tmp_path / REMOVED_SAMPLE)
+    assert len(sample) == 2 and set(sample["doc_id"]) <= set(removed["doc_id"])
+    languages = json.loads((tmp_path / text.COUNTS).read_text())["languages"]
+    assert languages["fr"] == {"target": 0.2, "effective": 0.0, "achieved": 0.0, "gap": -0.2,
+                               "chars": 0, "docs": 0}
+    assert (languages["en"]["effective"], languages["en"]["achieved"]) == (1.0, 1.0)
+    assert "No documents in: fr" in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob(".work-*"))  # the work folder is gone
+    assert gate("text", tmp_path, cfg)
 
 
 def test_text_with_no_survivor_says_why(crawled, tmp_path):
