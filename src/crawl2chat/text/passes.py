@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from crawl2chat.text.chunks import work_file
 from crawl2chat.text.dedup import later_copies, positions, positions_in
 from crawl2chat.text.minhash import band_rows
-from crawl2chat.text.shards import DOC_SCHEMA
+from crawl2chat.text.shards import DOC_SCHEMA, ROW_GROUP_ROWS
 from crawl2chat.text.steps import StepStats
 
 if TYPE_CHECKING:
@@ -127,5 +127,5 @@ def write_shard(work: Path, pieces: list[tuple[int, int, int]], out: Path,
         done.chars[lang] += len(text)
         done.docs[lang] += 1
         done.words += len(text.split())
-    pq.write_table(table.cast(DOC_SCHEMA), out)
+    pq.write_table(table.cast(DOC_SCHEMA), out, row_group_size=ROW_GROUP_ROWS)
     return done

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DOCUMENTS = "documents"
 REMOVED = "removed"
 REMOVED_SAMPLE = "removed_sample.parquet"  # a redacted sample of removed texts, if asked
+ROW_GROUP_ROWS = 1000  # a shard's row groups: the units later stages read in parallel
 DOC_SCHEMA = pa.schema([("doc_id", pa.string()), ("url", pa.string()),
                         ("warc_file", pa.string()), ("lang", pa.string()),
                         ("lang_score", pa.float64()), ("text", pa.string())])
@@ -73,7 +74,8 @@ class ShardWriter:
 
     def _flush(self, rows: int) -> None:
         table = pa.concat_tables(self._pending)
-        pq.write_table(table.slice(0, rows), self.folder / shard_name(self.prefix, self.number))
+        pq.write_table(table.slice(0, rows), self.folder / shard_name(self.prefix, self.number),
+                       row_group_size=ROW_GROUP_ROWS)
         self.number += 1
         rest = table.slice(rows)
         self._pending, self._buffered = [rest], rest.num_rows
