@@ -24,7 +24,8 @@ Streaming, in passes over a work folder inside the output folder (deleted at the
    band, each a sort on disk in pieces of ``dedup_sort_rows`` rows;
 3. here, slice by slice, reading only small columns: which survivors dedup drops, the
    characters per language and rank bin, then the mix's keep decision;
-4. one task per output shard: its rows, PII removed, written.
+4. one task per slice: its kept pages, PII removed; here they are copied in crawl
+   order into the output shards.
 The stage's own process holds one slice's metadata, one shard of removed rows and
 a histogram per language: its memory does not grow with the crawl. Every decision is
 made in crawl order or by a hash of the document id, so the output is the same for
@@ -60,7 +61,6 @@ from crawl2chat.text.shards import (
     REMOVED_SCHEMA,
     SAMPLE_SCHEMA,
     ShardWriter,
-    shard_name,
 )
 from crawl2chat.text.steps import StepStats, new_stats
 
@@ -234,7 +234,6 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
                       meta["chars"].to_numpy()[fresh])
 
         plan = mix.plan(tally, cfg.shares)
-        kept: list[int] = []
         for number in range(len(slices)):
             meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
                                  columns=META)
@@ -248,19 +247,23 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
                 _drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
                       work, number)
             np.save(chunks.work_file(work, "keep", number), keep)
-            kept.append(int(keep.sum()))
 
         written = passes.Written()
-        units = ({"work": work, "pieces": pieces, "pii": None if "pii" in cfg.skip_steps
-                  else pii, "out": out_dir / shard_name(DOCUMENTS, k)}
-                 for k, pieces in enumerate(passes.shard_pieces(kept, cfg.shard_rows)))
-        for done in parallel.map_ordered(runner, passes.write_shard, units, window):
+        shards = ShardWriter(out_dir, DOCUMENTS, DOC_SCHEMA, cfg.shard_rows)
+        units = ({"work": work, "number": n, "pii": None if "pii" in cfg.skip_steps else pii}
+                 for n in range(len(slices)))
+        for number, done in enumerate(parallel.map_ordered(runner, passes.redact_slice, units,
+                                                           window)):
+            final = chunks.work_file(work, "final", number, "parquet")
+            shards.write(pq.read_table(final))  # in crawl order; one shard in memory at most
+            final.unlink()
             written.pii.update(done.pii)
             written.stats.add(done.stats)
             written.chars.update(done.chars)
             written.docs.update(done.docs)
             written.words += done.words
             written.rows += done.rows
+        shards.close()
     stats["pii"].add(written.stats)
     removed.close(out_dir, pii)
     if not written.rows:

@@ -8,10 +8,9 @@ survivors, exact hash words, MinHash signatures). Out:
   band among the pages that are not exact copies (an exact copy never enters the LSH
   index, as before); see :func:`crawl2chat.text.dedup.later_copies`.
 - :func:`dedup_reasons`: per survivor of one slice, ``exact``, ``minhash`` or kept.
-- :func:`shard_pieces`: which rows of which slices make each output shard of
-  ``shard_rows`` rows, from the kept count per slice only.
-- :func:`write_shard` (one unit per output shard): reads those rows, removes PII and
-  writes ``documents-NNNNN.parquet``.
+- :func:`redact_slice` (one unit per slice): the slice's kept pages, PII removed, to
+  ``final-NNNNN.parquet``; the stage then copies those, in order, into output shards
+  of ``shard_rows`` rows.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from crawl2chat.text.chunks import work_file
 from crawl2chat.text.dedup import later_copies, positions, positions_in
 from crawl2chat.text.minhash import band_rows
-from crawl2chat.text.shards import DOC_SCHEMA, ROW_GROUP_ROWS
+from crawl2chat.text.shards import DOC_SCHEMA
 from crawl2chat.text.steps import StepStats
 
 if TYPE_CHECKING:
@@ -66,23 +65,6 @@ def dedup_reasons(work: Path, number: int, rows: int, bands: list[Path]) -> np.n
     return codes
 
 
-def shard_pieces(kept: list[int], shard_rows: int) -> list[list[tuple[int, int, int]]]:
-    """Per output shard, (slice, first, end) ranges of kept rows, in crawl order."""
-    shards: list[list[tuple[int, int, int]]] = [[]]
-    room = shard_rows
-    for number, count in enumerate(kept):
-        start = 0
-        while start < count:
-            if room == 0:
-                shards.append([])
-                room = shard_rows
-            take = min(room, count - start)
-            shards[-1].append((number, start, start + take))
-            start += take
-            room -= take
-    return shards
-
-
 @dataclass
 class Written:
     """What one output shard holds: PII replacements, the PII step's counts, characters
@@ -96,36 +78,30 @@ class Written:
     rows: int = 0
 
 
-def write_shard(work: Path, pieces: list[tuple[int, int, int]], out: Path,
-                pii: PiiRedactor | None) -> Written:
-    """Rows ``pieces`` of the slices' kept survivors, PII removed, as one shard file."""
-    parts = []
-    for number, start, end in pieces:
-        table = pq.read_table(work_file(work, "survivors", number, "parquet"))
-        keep = np.load(work_file(work, "keep", number))
-        parts.append(table.filter(pa.array(keep)).slice(start, end - start))
-    table = (pa.concat_tables(parts) if parts else DOC_SCHEMA.empty_table()).select(
+def redact_slice(work: Path, number: int, pii: PiiRedactor | None) -> Written:
+    """One slice's kept survivors, PII removed, to ``final-NNNNN.parquet`` in ``work``."""
+    table = pq.read_table(work_file(work, "survivors", number, "parquet"))
+    table = table.filter(pa.array(np.load(work_file(work, "keep", number)))).select(
         DOC_SCHEMA.names)
     done = Written(rows=table.num_rows)
     texts, langs = table["text"].to_pylist(), table["lang"].to_pylist()
     if pii is not None:
         tokens_in = [len(t.split()) for t in texts]
-        start_s = time.perf_counter()
+        start = time.perf_counter()
         redacted = pii.redact_many(texts, langs)
-        done.stats.seconds = time.perf_counter() - start_s
+        done.stats.seconds = time.perf_counter() - start
         texts = [text for text, _ in redacted]
         for (text, found), before in zip(redacted, tokens_in, strict=True):
             done.pii.update(found)
-            words = len(text.split())
             done.stats.docs_in += 1
             done.stats.docs_out += 1
             done.stats.tokens_in += before
-            done.stats.tokens_out += words
+            done.stats.tokens_out += len(text.split())
         table = table.set_column(table.schema.get_field_index("text"), "text",
                                  pa.array(texts, pa.string()))
     for text, lang in zip(texts, langs, strict=True):
         done.chars[lang] += len(text)
         done.docs[lang] += 1
         done.words += len(text.split())
-    pq.write_table(table.cast(DOC_SCHEMA), out, row_group_size=ROW_GROUP_ROWS)
+    pq.write_table(table.cast(DOC_SCHEMA), work_file(work, "final", number, "parquet"))
     return done
