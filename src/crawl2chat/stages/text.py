@@ -37,9 +37,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -53,13 +52,11 @@ from crawl2chat.text import chunks, mix, passes
 from crawl2chat.text.funnel import write_report
 from crawl2chat.text.pii import PiiRedactor
 from crawl2chat.text.recipe import ORDER, Cfg, kwargs
+from crawl2chat.text.removed import Removed, drop
 from crawl2chat.text.shards import (
     DOC_SCHEMA,
     DOCUMENTS,
-    REMOVED,
-    REMOVED_SAMPLE,
     REMOVED_SCHEMA,
-    SAMPLE_SCHEMA,
     ShardWriter,
 )
 from crawl2chat.text.steps import StepStats, new_stats
@@ -67,96 +64,52 @@ from crawl2chat.text.steps import StepStats, new_stats
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COUNTS", "DOC_COLUMNS", "REMOVED_COLUMNS", "Cfg", "group", "run"]
+__all__ = ["COUNTS", "DOC_COLUMNS", "REMOVED_COLUMNS", "Cfg", "run"]
 
 COUNTS = "counts.json"
 DOC_COLUMNS = tuple(DOC_SCHEMA.names)
 REMOVED_COLUMNS = tuple(REMOVED_SCHEMA.names)
 META = ["doc_id", "url", "lang", "text_hash", "tokens", "chars"]  # read by passes 2 and 3
+INDEX_BATCH = 65_536  # crawl index rows read at a time
 
 
-def group(reason: str) -> str:
-    """The reason without its value: ``lang:de:0.91`` -> ``lang:de``."""
-    return ":".join(reason.split(":")[:2])
-
-
-def _index(in_dir: Path) -> pd.DataFrame:
-    """The crawl's index, checked against the shards it names."""
+def _plan(in_dir: Path, chunk_records: int) -> tuple[list[chunks.Chunk], set[str]]:
+    """The crawl's slices and its URLs' hosts, reading the index a batch at a time (one
+    shard's rows in memory at most), checked against the shards it names."""
     import pandas as pd
 
     index_file = in_dir / paths.CRAWL_INDEX
     if not index_file.is_file():
         raise InputError(f"{index_file} is missing: run the crawl stage first")
-    index = pd.read_parquet(index_file, columns=["warc_file", "url", "offset", "length"])
-    for name in index["warc_file"].unique():
-        if not (in_dir / name).is_file():
-            raise InputError(f"{index_file} lists {name}, which is not in {in_dir}")
-    return index
+    slices: list[chunks.Chunk] = []
+    hosts: set[str] = set()
+    shard: list[pd.DataFrame] = []  # the rows of the shard being read
+
+    def finish() -> None:
+        if shard:
+            slices.extend(chunks.plan(pd.concat(shard), chunk_records))
+            shard.clear()
+
+    for batch in pq.ParquetFile(index_file).iter_batches(
+            batch_size=INDEX_BATCH, columns=["warc_file", "url", "offset", "length"]):
+        frame = batch.to_pandas()
+        hosts.update(u.split("/")[2].split(":")[0] for u in frame["url"] if u.count("/") >= 2)
+        for name, rows in frame.groupby("warc_file", sort=False):
+            if shard and shard[0]["warc_file"].iat[0] != name:
+                finish()
+            if not shard and not (in_dir / str(name)).is_file():
+                raise InputError(f"{index_file} lists {name}, which is not in {in_dir}")
+            shard.append(rows)
+    finish()
+    return slices, hosts
 
 
-def _url_filter(cfg: Cfg, urls: pd.Series) -> UrlFilter | None:
-    """FineWeb's URL filter with only the blocklist entries these URLs' hosts could hit."""
+def _url_filter(cfg: Cfg, hosts: set[str]) -> UrlFilter | None:
+    """FineWeb's URL filter with only the blocklist entries these hosts could hit."""
     if "url" in cfg.skip_steps:
         return None
-    hosts = {u.split("/")[2].split(":")[0] for u in urls if u.count("/") >= 2}
     return UrlFilter(load_blocklist(hosts), soft_word_threshold=cfg.url.soft_word_threshold,
                      extra_domains=cfg.url.extra_domains)
-
-
-class _Removed:
-    """Removed pages: to ``removed-*.parquet`` as they come, counted by reason, with the
-    first URL per reason for the report and the lowest-ranked few for the sample."""
-
-    def __init__(self, out_dir: Path, cfg: Cfg) -> None:
-        self.writer = ShardWriter(out_dir, REMOVED, REMOVED_SCHEMA, cfg.shard_rows)
-        self.by_reason: Counter[str] = Counter()
-        self.examples: dict[str, str] = {}
-        self.sample: list[tuple[int, dict[str, Any]]] = []
-        self.sample_size = cfg.keep_removed_sample
-
-    def add(self, rows: list[dict[str, str]], sample: list[tuple[int, dict[str, Any]]]) -> None:
-        self.writer.write_rows(rows)
-        for row in rows:
-            reason = group(row["reason"])
-            self.by_reason[reason] += 1
-            self.examples.setdefault(reason, row["url"])
-        if sample:
-            self.sample = chunks.lowest(self.sample + sample, self.sample_size)
-
-    def threshold(self) -> int:
-        """A removed page whose rank is below this may enter the sample."""
-        full = len(self.sample) >= self.sample_size
-        return self.sample[-1][0] + 1 if full else mix.BINS
-
-    def close(self, out_dir: Path, pii: PiiRedactor) -> None:
-        self.writer.close()
-        if self.sample_size:
-            rows = [row for _, row in self.sample]
-            texts = pii.redact_many([r["text"] for r in rows], [None] * len(rows))
-            table = pa.Table.from_pylist([{**r, "text": t} for r, (t, _) in
-                                          zip(rows, texts, strict=True)], schema=SAMPLE_SCHEMA)
-            pq.write_table(table, out_dir / REMOVED_SAMPLE)
-
-
-def _drop(removed: _Removed, meta: pa.Table, dropped: np.ndarray, reasons: list[str],
-          work: Path, number: int) -> None:
-    """Removed pages of one slice's survivors; their text is read only for the sample."""
-    rows = np.flatnonzero(dropped)
-    if not len(rows):
-        return
-    ids, urls = meta["doc_id"].to_pylist(), meta["url"].to_pylist()
-    hashes = meta["text_hash"].to_pylist()
-    out = [{"doc_id": ids[i], "url": urls[i], "reason": reasons[i], "text_hash": hashes[i]}
-           for i in rows]
-    sample: list[tuple[int, dict[str, Any]]] = []
-    if removed.sample_size:
-        ranks = mix.ranks([r["doc_id"] for r in out], chunks.SAMPLE_SALT)
-        if (ranks < removed.threshold()).any():
-            texts = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
-                                  columns=["text"])["text"].to_pylist()
-            sample = [(int(r), {**row, "text": texts[i]})
-                      for r, row, i in zip(ranks, out, rows, strict=True)]
-    removed.add(out, sample)
 
 
 def _count(step: StepStats, tokens: np.ndarray, kept: np.ndarray) -> None:
@@ -171,10 +124,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     """Filter the crawl; metrics: records/tokens kept, docs_in, removed_<step>, mix_<lang>."""
     if in_dir is None:
         raise InputError("stage text needs the crawl stage's output folder")
-    index = _index(in_dir)
-    slices = chunks.plan(index, cfg.chunk_records)
-    url_filter = _url_filter(cfg, index["url"])
-    del index
+    slices, hosts = _plan(in_dir, cfg.chunk_records)
+    url_filter = _url_filter(cfg, hosts)
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
         return _run(cfg, in_dir, out_dir, work, slices, url_filter)
@@ -188,7 +139,7 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
 
     read = ReadStats()
     stats = new_stats(ORDER)
-    removed = _Removed(out_dir, cfg)
+    removed = Removed(out_dir, cfg)
     survivors: list[int] = []
     dedup = "dedup" not in cfg.skip_steps
     balance = cfg.balance_mix and "mix" not in cfg.skip_steps
@@ -225,7 +176,7 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
             if dedup:
                 _count(stats["dedup"], tokens, codes == 0)
                 why = {passes.EXACT: "dedup:exact", passes.MINHASH: "dedup:minhash"}
-                _drop(removed, meta, codes != 0, [why.get(int(c), "") for c in codes],
+                drop(removed, meta, codes != 0, [why.get(int(c), "") for c in codes],
                       work, number)
             fresh = codes == 0
             langs = meta["lang"].to_pylist()
@@ -244,7 +195,7 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
                 keep &= plan.keep(langs, mix.ranks(meta["doc_id"].to_pylist()))
                 tokens = meta["tokens"].to_numpy()
                 _count(stats["mix"], tokens[fresh], keep[fresh])
-                _drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
+                drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
                       work, number)
             np.save(chunks.work_file(work, "keep", number), keep)
 
@@ -275,7 +226,7 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
 
 
 def _finish(cfg: Cfg, out_dir: Path, stats: dict[str, StepStats], read: ReadStats,
-            removed: _Removed, written: passes.Written, plan: mix.Plan,
+            removed: Removed, written: passes.Written, plan: mix.Plan,
             slices: int) -> dict[str, float]:
     """counts.json, the report and the stage's metrics."""
     languages = mix.report(cfg.shares, plan.effective if plan.effective else cfg.shares,
