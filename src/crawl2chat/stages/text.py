@@ -201,10 +201,12 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
 
         written = passes.Written()
         shards = ShardWriter(out_dir, DOCUMENTS, DOC_SCHEMA, cfg.shard_rows)
-        units = ({"work": work, "number": n, "pii": None if "pii" in cfg.skip_steps else pii}
-                 for n in range(len(slices)))
-        for number, done in enumerate(parallel.map_ordered(runner, passes.redact_slice, units,
-                                                           window)):
+        if "pii" in cfg.skip_steps:  # only a copy is left: not worth a task per slice
+            finals = (passes.redact_slice(work, n, None) for n in range(len(slices)))
+        else:
+            finals = parallel.map_ordered(runner, passes.redact_slice, (
+                {"work": work, "number": n, "pii": pii} for n in range(len(slices))), window)
+        for number, done in enumerate(finals):
             final = chunks.work_file(work, "final", number, "parquet")
             shards.write(pq.read_table(final))  # in crawl order; one shard in memory at most
             final.unlink()
