@@ -15,7 +15,7 @@ from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.quality import tokens as quality_tokens
 from crawl2chat.quality.suite import validate
 from crawl2chat.stages.tokens import Cfg, run
-from crawl2chat.tokenizer.shards import open_split, read_meta, split_hash
+from crawl2chat.tokenizer.shards import ValRule, open_split, read_meta, split_hash
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 SENTENCES = [
@@ -245,3 +245,14 @@ def test_bad_inputs_and_config_name_the_problem(tmp_path: Path) -> None:
         (out / "meta.json").write_text(json.dumps({"dtype": "uint16", "val_tokens": 0}))
         (out / "val.bin").write_bytes(b"")
         open_split(out, "val")
+
+
+def test_val_rule_never_leaves_a_split_empty() -> None:
+    ids = [f"doc-{i}" for i in range(20)]
+    hashes = {i: split_hash(i, 0) for i in ids}
+    none_below = ValRule.from_ids(ids, 1e-9, 0)  # no hash is that small: the lowest goes to val
+    assert [i for i in ids if none_below.is_val(i)] == [min(ids, key=hashes.get)]
+    all_below = ValRule.from_ids(ids, 0.999999, 0)  # every hash is below: the highest trains
+    assert [i for i in ids if not all_below.is_val(i)] == [max(ids, key=hashes.get)]
+    plain = ValRule.from_ids(ids, 0.3, 0)
+    assert [plain.is_val(i) for i in ids] == [hashes[i] < 0.3 for i in ids]
