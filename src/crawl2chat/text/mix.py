@@ -28,14 +28,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BINS = 1 << 16  # rank resolution: a language's quota is met to within one bin's characters
+BIN_BITS = 16
+BINS = 1 << BIN_BITS  # rank resolution: a quota is met to within one bin's characters
 
 
 def ranks(doc_ids: list[str], salt: bytes = b"mix") -> np.ndarray:
     """Each id's rank bin in [0, BINS): a fixed function of the id and ``salt`` alone."""
     return np.fromiter(
         (int.from_bytes(hashlib.blake2b(d.encode("utf-8"), digest_size=8,
-                                        person=salt).digest(), "big") >> 48
+                                        person=salt).digest(), "big") >> (64 - BIN_BITS)
          for d in doc_ids), dtype=np.int64, count=len(doc_ids))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +39,8 @@ EXACT, MINHASH = 1, 2  # dedup_reasons' codes; 0 keeps
 
 
 def resolve_exact(work: Path, slices: int, total: int, max_rows: int) -> Path:
-    def runs():
+    """``exact.npy``: positions of pages whose normalised text came earlier."""
+    def runs() -> Iterator[np.ndarray]:
         for s in range(slices):
             words = np.load(work_file(work, "hash", s))
             yield np.column_stack([words, positions(s, len(words))])
@@ -46,7 +48,9 @@ def resolve_exact(work: Path, slices: int, total: int, max_rows: int) -> Path:
 
 
 def resolve_band(work: Path, slices: int, total: int, max_rows: int, band: int) -> Path:
-    def runs():
+    """``band-NN.npy``: positions of pages (exact copies left out) whose key in MinHash
+    band ``band`` came earlier."""
+    def runs() -> Iterator[np.ndarray]:
         for s in range(slices):
             sig = np.load(work_file(work, "sig", s), mmap_mode="r")
             at = positions(s, len(sig))
@@ -67,8 +71,8 @@ def dedup_reasons(work: Path, number: int, rows: int, bands: list[Path]) -> np.n
 
 @dataclass
 class Written:
-    """What one output shard holds: PII replacements, the PII step's counts, characters
-    and whitespace words per language of its final (redacted) texts."""
+    """One slice's final pages: PII replacements, the PII step's counts, documents,
+    characters and whitespace words per language of the final (redacted) texts."""
 
     pii: Counter[str] = field(default_factory=Counter)
     stats: StepStats = field(default_factory=lambda: StepStats("pii"))
