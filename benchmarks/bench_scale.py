@@ -104,7 +104,7 @@ def stage(kind: str, source: Path, out: Path, workers: int, shard_rows: int) -> 
         text.run(build(text.Cfg, section, "text"), out / "crawl", out / "text")
     else:
         (out / "tokens").mkdir()
-        section = {**params["tokens"], "runner": {"kind": "threads", "workers": workers}}
+        section = {**params["tokens"], "runner": {"kind": "processes", "workers": workers}}
         tokens.run(build(tokens.Cfg, section, "tokens"), out / "text", out / "tokens")
 
 
@@ -167,6 +167,8 @@ def main() -> None:
             rows["crawl_text"].append({"scale": scale, "docs": pages, **text_run})
             token_run = measure("tokens", work / "warc", work, args.workers, args.shard_rows)
             rows["tokens"].append({"scale": scale, "docs": counts["kept"], **token_run})
+            print(json.dumps({"done": scale, "crawl_text": rows["crawl_text"][-1],
+                              "tokens": rows["tokens"][-1]}), file=sys.stderr, flush=True)
     for runs in rows.values():
         for row in runs:
             row["docs_per_s"] = round(row["docs"] / row["wall_s"], 2)

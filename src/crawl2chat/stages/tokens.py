@@ -70,8 +70,8 @@ class Cfg:
     trainer, more uses the ``tokenizers`` BpeTrainer (see tokenizer/train.py)."""
     seed: int = 0
     """Salts the document hash: another seed gives another split and sample."""
-    runner: RunnerCfg = field(default_factory=lambda: RunnerCfg("threads", 2))
-    """Where the encoding tasks run (tiktoken encodes outside the GIL: threads scale)."""
+    runner: RunnerCfg = field(default_factory=RunnerCfg)
+    """Where the encoding tasks run: as the text stage's, worker processes by default."""
 
 
 @dataclass
