@@ -1,7 +1,7 @@
 """PII redaction cost per document on the demo text, each added kind measured side by side.
 
 Builds the demo preset's ``text`` output with the ``pii`` step skipped (the documents
-as PII redaction receives them; or pass ``--docs documents.parquet`` of such a run),
+as PII redaction receives them; or pass ``--docs`` one Parquet file of such documents),
 then redacts every document one by one, as the stage does, with: the e-mail/IP/phone
 patterns only (the redactor before names and addresses: the baseline), + addresses,
 + names (the default), and the default with the NER reading whole texts instead of
@@ -35,6 +35,7 @@ from _machine import machine, rounds, spread
 from crawl2chat import config
 from crawl2chat.text import pii_names
 from crawl2chat.text.pii import PiiRedactor
+from crawl2chat.text.shards import read_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = {"persons": False, "addresses": False}
@@ -58,7 +59,7 @@ def _demo_text(work: Path, pii: dict[str, Any] | None) -> tuple[Path, float]:
     out = Path(tempfile.mkdtemp(dir=work))
     started = time.perf_counter()
     text.run(config.build(text.Cfg, section, "text"), crawl_dir, out)
-    return out / text.DOCUMENTS, time.perf_counter() - started
+    return out, time.perf_counter() - started
 
 
 def _redact_all(redactor: PiiRedactor, docs: pd.DataFrame) -> tuple[float, Counter[str]]:
@@ -103,7 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time", help=argparse.SUPPRESS)  # one timing, in a child process
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--docs", type=Path, help="documents.parquet of a run without pii")
+    parser.add_argument("--docs", type=Path,
+                        help="a Parquet file of documents (text, lang) of a run without pii")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds")
     parser.add_argument("--stage", action="store_true", help="also time the whole text stage")
     args = parser.parse_args()
@@ -113,7 +115,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        docs = pd.read_parquet(args.docs or _demo_text(work, None)[0], columns=["text", "lang"])
+        docs = (pd.read_parquet(args.docs, columns=["text", "lang"]) if args.docs else
+                read_frame(_demo_text(work, None)[0], columns=["text", "lang"]))
         stage_names = ("patterns (baseline)", "all (default)")
         # each child reports the stage's own seconds (its start-up left out)
         _, stage = rounds({name: (lambda n=name: _fresh(work, n)) for name in stage_names},

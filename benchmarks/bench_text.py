@@ -42,6 +42,7 @@ from _machine import machine, ratio, rounds, spread  # noqa: E402
 from crawl2chat.config import build  # noqa: E402
 from crawl2chat.crawl.warc import iter_responses  # noqa: E402
 from crawl2chat.stages import crawl, text  # noqa: E402
+from crawl2chat.text.shards import read_frame  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARED_SKIP = ["dedup", "mix", "pii"]
@@ -65,7 +66,6 @@ def crawl_sample(out: Path, records: int | None) -> tuple[Path, int, int]:
 
 def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
     """One run of our stage; its kept page ids and per-step drops."""
-    import pandas as pd
 
     # one worker runs in this process (warm after the first round), as datatrove's
     # executor runs a single task; two run in fresh processes on both sides
@@ -74,7 +74,7 @@ def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
     out.mkdir(parents=True)
     text.run(cfg, crawl_dir, out)
     counts = json.loads((out / text.COUNTS).read_text())
-    kept = set(pd.read_parquet(out / text.DOCUMENTS, columns=["doc_id"])["doc_id"])
+    kept = set(read_frame(out, columns=["doc_id"])["doc_id"])
     return {"kept": kept, "dropped": {r["name"]: r["docs_in"] - r["docs_out"]
                                       for r in counts["steps"] if r["name"] in STEPS},
             "steps_s": {r["name"]: round(r["seconds"], 2) for r in counts["steps"]

@@ -51,10 +51,9 @@ def main() -> None:
         _run_once(*args.once, args.overrides)
         return
 
-    import pandas as pd
-
     from crawl2chat import config
     from crawl2chat.stages import crawl
+    from crawl2chat.text.shards import read_frame
 
     with tempfile.TemporaryDirectory() as tmp:
         crawl_dir = Path(tmp) / "crawl"
@@ -69,7 +68,7 @@ def main() -> None:
                             *args.overrides], check=True, cwd=ROOT)
             seconds.append(float((out / "seconds").read_text()))
         counts = json.loads((out / "counts.json").read_text())
-        docs = pd.read_parquet(out / "documents.parquet", columns=["lang", "text"])
+        docs = read_frame(out, columns=["lang", "text"])
         chars = docs.assign(chars=docs["text"].str.len()).groupby("lang")["chars"].sum()
     print(json.dumps({
         "machine": machine(), "overrides": args.overrides, "stage_s": spread(seconds),

@@ -1,6 +1,6 @@
 """Tokenizer benchmark: training time, encoding throughput, compression. Prints JSON.
 
-Text: ``data/text/documents.parquet`` if it exists, else the demo WARC files run through
+Text: ``data/text/documents-*.parquet`` if they exist, else the demo WARC files run through
 the crawl and text stages into a temporary folder. The documents are split by site:
 the smallest sites, up to a quarter of the text, are held out, so compression is
 measured on sites the tokenizer never saw (on the demo: trained on docs.python.org,
@@ -35,25 +35,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import tiktoken
 from _machine import machine, ratio, rounds, spread
 
+from crawl2chat.text.shards import read_frame, shard_files
 from crawl2chat.tokenizer import reference
 from crawl2chat.tokenizer.special import SPECIAL_TOKENS
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import SPLIT_PATTERN, hf_trainer, train_rustbpe
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ROOT / "data" / "text" / "documents.parquet"
+TEXT = ROOT / "data" / "text"
 GPT2_VOCAB = 50257
 HELD_OUT_SHARE = 0.25
 
 
 def load_texts(workdir: Path) -> tuple[list[str], list[str], dict[str, Any]]:
     """(train texts, held-out texts, which sites went where)."""
-    source = DOCUMENTS
-    if not source.is_file():
+    source = TEXT
+    if not shard_files(source):
         from crawl2chat.stages import crawl, text
 
         os.chdir(ROOT)  # crawl's default sources are relative to the repo root
@@ -61,8 +61,8 @@ def load_texts(workdir: Path) -> tuple[list[str], list[str], dict[str, Any]]:
         (workdir / "text").mkdir()
         crawl.run(crawl.Cfg(), None, workdir / "crawl")
         text.run(text.Cfg(), workdir / "crawl", workdir / "text")
-        source = workdir / "text" / "documents.parquet"
-    frame = pd.read_parquet(source, columns=["url", "text"]).dropna()
+        source = workdir / "text"
+    frame = read_frame(source, columns=["url", "text"]).dropna()
     frame = frame[frame["text"].str.len() > 0]
     frame["site"] = frame["url"].str.extract(r"^https?://([^/:]+)", expand=False)
     sizes = frame.groupby("site")["text"].apply(lambda t: t.str.len().sum()).sort_values()

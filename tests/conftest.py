@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from crawl2chat import config, runtime  # noqa: E402
 from crawl2chat.model.gpt import GPT, GPTConfig  # noqa: E402
-from crawl2chat.tokenizer.shards import write_shards  # noqa: E402
+from crawl2chat.tokenizer.shards import encode_part, join_parts, part_files  # noqa: E402
 from crawl2chat.tokenizer.tokenizer import Tokenizer  # noqa: E402
 from crawl2chat.tokenizer.train import train_bpe  # noqa: E402
 
@@ -87,5 +87,7 @@ def tokens_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     docs = documents(40)
     tokenizer = train_bpe(docs, vocab_size=300, min_frequency=2)
     tokenizer.save(out / "tokenizer")
-    write_shards(tokenizer, [(docs, [i % 8 == 0 for i in range(len(docs))])], out)
+    stats = encode_part(tokenizer, docs, [i % 8 == 0 for i in range(len(docs))],
+                        part_files(out, 0))
+    join_parts(tokenizer, out, 1, stats)
     return out

@@ -213,12 +213,14 @@ def test_the_base_run_is_a_registered_version_audited_by_name_and_version(
 
 def test_doc_says_kept_or_removed_why_and_where_its_tokens_are(project: Path) -> None:
     import numpy as np
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from crawl2chat.audit.document import trace
+    from crawl2chat.text.shards import REMOVED, read_frame, shard_files
 
-    kept = pq.read_table(project / "data/text/documents.parquet").to_pylist()
-    removed = pq.read_table(project / "data/text/removed.parquet").to_pylist()
+    kept = read_frame(project / "data/text").to_dict("records")
+    removed = read_frame(project / "data/text", REMOVED).to_dict("records")
     chain = chains.load("models/base", project)
     answer = trace(chain, kept[0]["url"], project)
     assert answer["found"] and answer["kept"] and answer["doc_id"] == kept[0]["doc_id"]
@@ -234,11 +236,13 @@ def test_doc_says_kept_or_removed_why_and_where_its_tokens_are(project: Path) ->
     assert gone["found"] and not gone["kept"]
     assert gone["why"] == f"removed by the text stage: {removed[0]['reason']}"
     assert not trace(chain, "https://example.org/never-crawled", project)["found"]
-    # the text stage's output in shards (documents-00000.parquet, ...) reads the same
-    table = pq.read_table(project / "data/text/documents.parquet")
+    # the text stage's output cut into more shards (documents-00000.parquet, ...) reads
+    # the same
+    table = pa.concat_tables([pq.read_table(f) for f in shard_files(project / "data/text")])
+    for old in shard_files(project / "data/text"):
+        old.unlink()
     pq.write_table(table.slice(0, 1), project / "data/text/documents-00000.parquet")
     pq.write_table(table.slice(1), project / "data/text/documents-00001.parquet")
-    (project / "data/text/documents.parquet").unlink()
     for row in (kept[0], kept[-1]):
         assert trace(chain, row["doc_id"], project)["kept"] is True
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from crawl2chat.config import build
 from crawl2chat.crawl.warc import ReadStats, WarcShardWriter, iter_responses
 from crawl2chat.text import recipe
-from crawl2chat.text.chunks import Chunk, filter_chunk
+from crawl2chat.text.chunks import Chunk, filter_slice
 from crawl2chat.text.extract import Extraction, decode_html
 from crawl2chat.text.steps import Doc
 
@@ -98,10 +98,11 @@ def _cfg() -> recipe.Cfg:
 def test_damaged_shards_through_the_slice_filter(tmp_path_factory, blob: bytes) -> None:
     folder = tmp_path_factory.mktemp("fuzz")
     (folder / "crawl-00000.warc.gz").write_bytes(blob)
-    result = filter_chunk(folder, Chunk("crawl-00000.warc.gz", 0, len(blob), RECORDS), _cfg(),
-                          None)
-    kept = sum(o.reason is None for o in result.outcomes)
-    removed = sum(o.reason is not None for o in result.outcomes)
+    work = folder / "work"
+    work.mkdir()
+    result = filter_slice(Chunk("crawl-00000.warc.gz", 0, len(blob), RECORDS), 0, folder,
+                          _cfg(), None, work)
+    kept, removed = result.kept, len(result.removed)
     assert kept + removed == result.read.responses <= RECORDS
     assert result.stats["extract"].docs_in == result.read.responses
 

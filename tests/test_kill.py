@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from crawl2chat import config, lineage, paths
 from crawl2chat.orphans import PID_TAG
 from crawl2chat.runner import execute
+from crawl2chat.text.shards import DOCUMENTS, shard_name
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -45,6 +46,7 @@ if kill_in_write:  # the process dies half-way through writing its second checkp
         return self.f.write(data)
     local.LocalFileOpener.write = dying_write
 from crawl2chat.runner import execute
+from crawl2chat.text.shards import DOCUMENTS, shard_name
 execute(stage, root)
 """
 BASE = ("experiment=smoke", "base.model.n_embd=32", "base.model.block_size=32",
@@ -111,7 +113,7 @@ def _tokens_project(root: Path) -> Path:
     text.mkdir(parents=True)
     docs = documents(400)
     pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(docs))], "text": docs}).to_parquet(
-        text / "documents.parquet", index=False)
+        text / shard_name(DOCUMENTS, 0), index=False)
     (text / paths.MANIFEST).write_text(json.dumps({"stage": "text", "created_unix": 0}))
     section = config.compose(REPO, ["experiment=smoke", "tokens.vocab_size=320"])["tokens"]
     (root / paths.PARAMS_FILE).write_text(yaml.safe_dump({"tokens": section}))

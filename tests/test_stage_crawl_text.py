@@ -22,6 +22,14 @@ from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.quality import gate
 from crawl2chat.stages import crawl, text
+from crawl2chat.text.shards import (
+    DOCUMENTS,
+    REMOVED,
+    REMOVED_SAMPLE,
+    read_frame,
+    shard_files,
+    shard_name,
+)
 
 EN = {
     "bread": ("Sourdough bread is made by fermenting dough with naturally occurring lactobacilli "
@@ -42,6 +50,7 @@ DE = ("Sauerteigbrot wird hergestellt, indem man den Teig mit natürlich vorkomm
       "leicht säuerlichen Geschmack und eine kräftige Kruste.")
 LINKS = "<ul>" + "".join(f"<li><a href='/{w}'>{w}</a></li>" for w in EN) + "</ul>"
 HTML = "text/html; charset=utf-8"
+FIRST_DOCS, FIRST_REMOVED = shard_name(DOCUMENTS, 0), shard_name(REMOVED, 0)
 
 
 def _page(body: str, head: str = '<meta charset="utf-8">') -> str:
@@ -144,7 +153,7 @@ def test_crawl_max_records_and_sources(sources, tmp_path):
 
 def test_text_keeps_english_and_explains_every_removal(texts):
     out, metrics = texts
-    docs = pd.read_parquet(out / text.DOCUMENTS)
+    docs = read_frame(out)
     assert list(docs.columns) == list(text.DOC_COLUMNS)
     assert docs["url"].tolist() == ["https://example.org/bread", "https://example.org/starter",
                                     "https://example.org/cafe", "https://example.org/oven"]
@@ -152,7 +161,7 @@ def test_text_keeps_english_and_explains_every_removal(texts):
     assert EN["bread"] in docs["text"].iloc[0] and "Copyright" not in docs["text"].iloc[0]
     assert "crème brûlée" in docs["text"].iloc[2]  # cp1252, declared only in <meta>
     assert docs["doc_id"].iloc[0] == _record_id(0).strip("<>")
-    removed = pd.read_parquet(out / text.REMOVED)
+    removed = read_frame(out, REMOVED)
     reasons = dict(zip(removed["url"], removed["reason"], strict=True))
     assert reasons["https://example.org/bread?ref=copy"] == "dedup:exact"
     assert reasons["https://example.org/de/brot"] in ("lang:de:0.99", "lang:de:1.00")
@@ -169,16 +178,37 @@ def test_text_keeps_english_and_explains_every_removal(texts):
                                                     "pii"]
     report = (out / "report.md").read_text()
     assert "`lang:de`" in report and "| dedup | 5 | 4 | 20.0% |" in report
-    assert "| en | 100.0% | 0.65 | 100.0% | 4 |" in report
+    assert "| en | 100.0% | 100.0% | 0.65 | 100.0% | +0.0% | 4 |" in report
     assert (out / "funnel.png").stat().st_size > 1000
     assert gate("text", out, _text_cfg())
 
 
 def test_text_output_does_not_depend_on_runner_or_workers(crawled, texts, tmp_path):
     text.run(_text_cfg(runner=RunnerCfg("processes", 2)), crawled[0], tmp_path)
-    for name in (text.DOCUMENTS, text.REMOVED):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / name),
-                                      pd.read_parquet(texts[0] / name))
+    for prefix in (DOCUMENTS, REMOVED):
+        pd.testing.assert_frame_equal(read_frame(tmp_path, prefix), read_frame(texts[0], prefix))
+
+
+def test_text_shards_and_sorts_in_small_pieces_with_the_same_result(crawled, texts, tmp_path):
+    # a language without any document (fr) no longer empties the mix: en keeps its share
+    cfg = _text_cfg(shard_rows=3, dedup_sort_rows=1, keep_removed_sample=2,
+                    languages={"en": 0.8, "fr": 0.2})
+    text.run(cfg, crawled[0], tmp_path)
+    assert [f.name for f in shard_files(tmp_path)] == [FIRST_DOCS, "documents-00001.parquet"]
+    assert len(pd.read_parquet(tmp_path / FIRST_DOCS)) == 3
+    pd.testing.assert_frame_equal(read_frame(tmp_path), read_frame(texts[0]))
+    removed = read_frame(tmp_path, REMOVED)
+    pd.testing.assert_frame_equal(removed, read_frame(texts[0], REMOVED))
+    assert "text" not in removed and removed["text_hash"].str.fullmatch("[0-9a-f]{40}").all()
+    sample = pd.read_parquet(tmp_path / REMOVED_SAMPLE)
+    assert len(sample) == 2 and set(sample["doc_id"]) <= set(removed["doc_id"])
+    languages = json.loads((tmp_path / text.COUNTS).read_text())["languages"]
+    assert languages["fr"] == {"target": 0.2, "effective": 0.0, "achieved": 0.0, "gap": -0.2,
+                               "chars": 0, "docs": 0}
+    assert (languages["en"]["effective"], languages["en"]["achieved"]) == (1.0, 1.0)
+    assert "No documents in: fr" in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob(".work-*"))  # the work folder is gone
+    assert gate("text", tmp_path, cfg)
 
 
 def test_text_with_no_survivor_says_why(crawled, tmp_path):
@@ -193,11 +223,12 @@ def test_text_without_a_crawl_index_is_an_input_error(tmp_path):
 
 def test_text_gate_fails_on_bad_documents(texts, tmp_path):
     shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
-    docs = pd.read_parquet(tmp_path / text.DOCUMENTS)
+    docs = read_frame(tmp_path)
     copy = docs.iloc[[0]].assign(doc_id="urn:uuid:copy")  # the same text again
-    german = docs.iloc[[1]].assign(doc_id="urn:uuid:de", lang="de", text="")
+    german = docs.iloc[[1]].assign(doc_id="urn:uuid:de", lang="de")  # 1/3 of the characters
+    empty = docs.iloc[[3]].assign(doc_id="urn:uuid:empty", text="")
     leak = docs.iloc[[2]].assign(doc_id="urn:uuid:pii", text="Mail jane.doe@gmail.com now")
-    pd.concat([docs, copy, german, leak]).to_parquet(tmp_path / text.DOCUMENTS, index=False)
+    pd.concat([docs, copy, german, empty, leak]).to_parquet(tmp_path / FIRST_DOCS, index=False)
     with pytest.raises(GateFailed) as failed:
         gate("text", tmp_path, _text_cfg())
     message = str(failed.value)
@@ -210,10 +241,10 @@ def test_text_gate_fails_on_bad_documents(texts, tmp_path):
 
 def test_text_gate_fails_on_unknown_reasons_and_missing_columns(texts, tmp_path):
     shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
-    removed = pd.read_parquet(tmp_path / text.REMOVED)
-    removed.assign(reason="because").to_parquet(tmp_path / text.REMOVED, index=False)
-    docs = pd.read_parquet(tmp_path / text.DOCUMENTS)
-    docs.drop(columns=["warc_file"]).to_parquet(tmp_path / text.DOCUMENTS, index=False)
+    removed = read_frame(tmp_path, REMOVED)
+    removed.assign(reason="because").to_parquet(tmp_path / FIRST_REMOVED, index=False)
+    docs = read_frame(tmp_path)
+    docs.drop(columns=["warc_file"]).to_parquet(tmp_path / FIRST_DOCS, index=False)
     with pytest.raises(GateFailed) as failed:
         gate("text", tmp_path, _text_cfg())
     assert "removed: expect_column_values_to_match_regex(column='reason'" in str(failed.value)
@@ -341,7 +372,7 @@ def test_malformed_input_is_counted_and_skipped_with_its_reason(tmp_path):
     report = (tmp_path / "crawl" / "report.md").read_text()
     assert "| damaged:truncated | 2 |" in report  # the bad length and the cut gzip member
     text.run(_text_cfg(), tmp_path / "crawl", tmp_path / "text")
-    removed = pd.read_parquet(tmp_path / "text" / text.REMOVED)
+    removed = read_frame(tmp_path / "text", REMOVED)
     reasons = dict(zip(removed["url"], removed["reason"], strict=True))
     assert reasons["https://example.org/big"].startswith("extract:too_large:5")
     assert reasons["https://example.org/binary"] == "extract:encoding:undecodable"

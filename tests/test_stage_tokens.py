@@ -1,4 +1,4 @@
-"""The tokens stage on a tiny documents.parquet: shards, meta, split, report, GX gate."""
+"""The tokens stage on tiny text-stage shards: shards, meta, split, report, GX gate."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.quality import tokens as quality_tokens
 from crawl2chat.quality.suite import validate
 from crawl2chat.stages.tokens import Cfg, run
-from crawl2chat.tokenizer.shards import open_split, read_meta, split_hash
+from crawl2chat.tokenizer.shards import ValRule, open_split, read_meta, split_hash
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 SENTENCES = [
@@ -37,7 +37,8 @@ def _doc_ids(n: int, cfg: Cfg) -> list[str]:
 
 
 def _write_documents(folder: Path, cfg: Cfg, n: int = 60) -> list[tuple[str, str]]:
-    """Write documents.parquet (text stage schema) with n usable rows + 3 bad ones."""
+    """Write the text stage's shards (its schema) with n usable rows + 3 bad ones: two
+    shards, so the stage reads across a shard boundary."""
     ids = _doc_ids(n, cfg)
     texts = [f"Document {i}. " + " ".join(SENTENCES[(i + k) % 5] for k in range(4))
              for i in range(n - 1)] + [f"Only here: {SECRET} " * 30]
@@ -50,7 +51,9 @@ def _write_documents(folder: Path, cfg: Cfg, n: int = 60) -> list[tuple[str, str
         "text": [*texts, "skipped: no doc_id", "", None],
     })
     folder.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(folder / "documents.parquet", index=False)
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(folder / "documents-00000.parquet", index=False)
+    frame.iloc[half:].to_parquet(folder / "documents-00001.parquet", index=False)
     return list(zip(ids, texts, strict=True))
 
 
@@ -133,9 +136,11 @@ def test_run_is_deterministic_and_sample_is_capped(stage: tuple[Path, dict, list
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
     capped = tmp_path / "capped"
     capped.mkdir()
-    metrics = run(Cfg(vocab_size=320, val_fraction=0.2, seed=3, max_train_docs=5),
+    metrics = run(Cfg(vocab_size=320, val_fraction=0.2, seed=3, max_train_bytes=2000),
                   out.parent / "text", capped)
-    assert "Trained on 5 train documents" in (capped / "report.md").read_text()
+    # about 2000 bytes of train text, drawn by hash: a handful of the ~50 train documents
+    assert 800 < metrics["tokenizer_sample_bytes"] < 4000
+    assert "cap 2000" in (capped / "report.md").read_text()
     assert metrics["records"] == 60
 
 
@@ -216,19 +221,20 @@ def test_gate_fails_when_the_exported_tokenizer_json_disagrees(stage: tuple[Path
 def test_bad_inputs_and_config_name_the_problem(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(InputError, match=r"documents\.parquet not found"):
+    with pytest.raises(InputError, match=r"no documents-00000\.parquet"):
         run(CFG, tmp_path / "nowhere", out)
     (tmp_path / "t1").mkdir()
-    pd.DataFrame({"doc_id": ["a"], "body": ["x"]}).to_parquet(tmp_path / "t1/documents.parquet")
+    pd.DataFrame({"doc_id": ["a"], "body": ["x"]}).to_parquet(
+        tmp_path / "t1/documents-00000.parquet")
     with pytest.raises(InputError, match=r"missing column\(s\) \['text'\]"):
         run(CFG, tmp_path / "t1", out)
     (tmp_path / "t2").mkdir()
     pd.DataFrame({"doc_id": ["a", "b"], "text": ["only one", ""]}).to_parquet(
-        tmp_path / "t2/documents.parquet")
+        tmp_path / "t2/documents-00000.parquet")
     with pytest.raises(InputError, match="1 document"):
         run(CFG, tmp_path / "t2", out)
     (tmp_path / "t3").mkdir()
-    (tmp_path / "t3/documents.parquet").write_text("not parquet")
+    (tmp_path / "t3/documents-00000.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="cannot read it as parquet"):
         run(CFG, tmp_path / "t3", out)
     with pytest.raises(ConfigError, match=r"tokens\.vocab_size"):
@@ -239,3 +245,14 @@ def test_bad_inputs_and_config_name_the_problem(tmp_path: Path) -> None:
         (out / "meta.json").write_text(json.dumps({"dtype": "uint16", "val_tokens": 0}))
         (out / "val.bin").write_bytes(b"")
         open_split(out, "val")
+
+
+def test_val_rule_never_leaves_a_split_empty() -> None:
+    ids = [f"doc-{i}" for i in range(20)]
+    hashes = {i: split_hash(i, 0) for i in ids}
+    none_below = ValRule.from_ids(ids, 1e-9, 0)  # no hash is that small: the lowest goes to val
+    assert [i for i in ids if none_below.is_val(i)] == [min(ids, key=hashes.get)]
+    all_below = ValRule.from_ids(ids, 0.999999, 0)  # every hash is below: the highest trains
+    assert [i for i in ids if not all_below.is_val(i)] == [max(ids, key=hashes.get)]
+    plain = ValRule.from_ids(ids, 0.3, 0)
+    assert [plain.is_val(i) for i in ids] == [hashes[i] < 0.3 for i in ids]

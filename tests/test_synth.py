@@ -156,7 +156,7 @@ def test_passages_of_the_text_stage_seed_grounded_conversations(teacher: str,
     text = "Debian packages are built from source packages.\n" * 6
     pd.DataFrame({"doc_id": ["d1", "d2"], "url": ["https://a.example/1", "https://b/2"],
                   "lang": ["en", "en"], "text": [text, "too short"]}).to_parquet(
-        tmp_path / "documents.parquet")
+        tmp_path / "documents-00000.parquet")
     seeds = passage_seeds(tmp_path)
     assert [s.id for s in seeds] == ["doc:d1"]
     out = tmp_path / "out.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawl2chat.text.dedup import ExactDedup, normalize, text_hash
+from crawl2chat.text.dedup import hash_words, normalize, text_hash
 from crawl2chat.text.extract import (
     Extraction,
     decode_html,
@@ -154,10 +154,10 @@ def test_language_step_keeps_a_configured_language_at_its_minimum_score(lid):
     assert Language({"en": 0.0})(doc) == f"de:{score:.2f}"  # not configured at all
 
 
-def test_exact_dedup_first_copy_wins_and_layout_does_not_matter():
-    dedup = ExactDedup()
-    assert dedup.check(text_hash("Hello  World.\nSecond line.")) is None
-    assert dedup.check(text_hash("hello world. second   line.")) == "exact"
-    assert dedup.check(text_hash("Hello World. Second line!")) is None
+def test_exact_hash_ignores_layout_and_packs_into_words():
+    assert text_hash("Hello  World.\nSecond line.") == text_hash("hello world. second   line.")
+    assert text_hash("Hello World. Second line!") != text_hash("hello world. second line.")
+    words = hash_words([text_hash("a"), text_hash("a"), text_hash("b")])
+    assert words.shape == (3, 3) and (words[0] == words[1]).all() and (words[0] != words[2]).any()
     assert normalize("Ｆｕｌｌ  WIDTH\t") == "full width"
     assert text_hash("a b") == text_hash(" A\nB ") != text_hash("a c")

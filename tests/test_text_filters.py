@@ -8,9 +8,10 @@ import pytest
 from crawl2chat.crawl.urlfilter import Blocklist, UrlFilter, load_blocklist
 from crawl2chat.text import mix
 from crawl2chat.text.c4 import C4
+from crawl2chat.text.dedup import later_copies, positions
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
-from crawl2chat.text.minhash import MinHashDedup, MinHasher, match_probability
+from crawl2chat.text.minhash import MinHasher, band_rows, match_probability
 from crawl2chat.text.steps import Doc, new_stats, run_steps
 
 PROSE = ("The baker wakes before dawn to shape the loaves. She heats the oven and waits for "
@@ -126,21 +127,72 @@ def test_minhash_lsh_probabilities_match_fineweb():
         assert abs(match_probability(jaccard) - expected[jaccard]) < 0.006
 
 
-def test_minhash_dedup_first_copy_wins():
-    dedup = MinHashDedup()
+def _near_copies(texts: list[str], folder) -> list[bool]:
+    """Which texts share a MinHash band with an earlier one, resolved on disk."""
+    hasher = MinHasher()
+    sigs = np.stack([hasher.of_text(t) for t in texts]).astype(np.uint32)
+    at = positions(0, len(texts))
+    later: set[int] = set()
+    for band in range(hasher.buckets):
+        rows = band_rows(sigs, at, band)
+        # two rows per sort: the partitioned path, not one in-memory sort
+        found = later_copies(lambda r=rows: [r], len(texts), 1, folder / f"b{band}.npy", 2)
+        later |= set(np.load(found).tolist())
+    return [int(p) in later for p in at]
+
+
+def test_minhash_dedup_first_copy_wins(tmp_path):
     near = PROSE.replace("sharp blade", "very sharp blade")
-    assert dedup.check("a", PROSE) is None
-    assert dedup.check("b", near) == "minhash"
-    assert dedup.check("c", "A completely different text about trains and stations. " * 5) is None
+    other = "A completely different text about trains and stations. " * 5
+    assert _near_copies([PROSE, near, other], tmp_path) == [False, True, False]
+    assert _near_copies([other, near, PROSE], tmp_path) == [False, False, True]
 
 
-def test_language_mix_quotas():
-    docs = [(f"en{i}", "en") for i in range(50)] + [(f"de{i}", "de") for i in range(3)]
-    assert mix.quotas({"en": 50, "de": 3}, {"en": 0.9, "de": 0.1}) == {"en": 27, "de": 3}
-    dropped = mix.over_share(docs, {"en": 0.9, "de": 0.1})
-    assert len(dropped) == 23 and all(d.startswith("en") for d in dropped)
-    assert dropped == mix.over_share(docs, {"en": 0.9, "de": 0.1})  # same every run
-    assert mix.quotas({"en": 10}, {"en": 0.5, "fr": 0.5}) == {"en": 0, "fr": 0}
+def test_later_copies_matches_first_copy_wins_in_any_partitioning(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = [np.column_stack([rng.integers(0, 40, size=(n, 2)).astype(np.uint64),
+                             positions(s, n)]) for s, n in enumerate([30, 0, 45, 12])]
+    seen: set[tuple[int, ...]] = set()
+    expected = []
+    for row in np.concatenate(runs):
+        key = tuple(int(v) for v in row[:-1])
+        if key in seen:
+            expected.append(int(row[-1]))
+        seen.add(key)
+    for max_rows in (1, 7, 1000):
+        found = later_copies(lambda: iter(runs), 87, 4, tmp_path / f"x{max_rows}.npy", max_rows)
+        assert np.load(found).tolist() == sorted(expected)
+    assert not list(tmp_path.glob("*.parts"))  # the partitions are cleaned up
+
+
+def _tally(docs: list[tuple[str, str, int]]) -> mix.Tally:
+    tally = mix.Tally()
+    tally.add([lang for _, lang, _ in docs], mix.ranks([d for d, _, _ in docs]),
+              np.asarray([n for _, _, n in docs]))
+    return tally
+
+
+def test_language_mix_is_a_quota_by_characters():
+    # de is short: 3 x 100 characters are its 10%, so en keeps ~2700 of its 5000
+    docs = [(f"en{i}", "en", 100) for i in range(50)] + [(f"de{i}", "de", 100) for i in range(3)]
+    plan = mix.plan(_tally(docs), {"en": 0.9, "de": 0.1})
+    keep = plan.keep([lang for _, lang, _ in docs], mix.ranks([d for d, _, _ in docs]))
+    assert keep[50:].all() and keep[:50].sum() == 27
+    assert plan.expected == {"en": 2700, "de": 300}
+    # the same decision every run, and a long German document weighs more than a short one
+    assert (plan.keep(["en"] * 50, mix.ranks([f"en{i}" for i in range(50)])) == keep[:50]).all()
+    heavy = mix.plan(_tally([*docs[:50], ("de0", "de", 1000)]), {"en": 0.9, "de": 0.1})
+    assert heavy.cut["en"] == mix.BINS and heavy.expected["de"] < 1000
+
+
+def test_a_language_without_documents_leaves_the_rest_of_the_mix():
+    docs = [(f"en{i}", "en", 100) for i in range(10)] + [(f"de{i}", "de", 50) for i in range(10)]
+    plan = mix.plan(_tally(docs), {"en": 0.4, "de": 0.4, "fr": 0.2})
+    assert plan.effective == {"en": 0.5, "de": 0.5}  # fr has none: en and de stay 1:1
+    assert plan.expected == {"en": 500, "de": 500}
+    rows = mix.report({"en": 0.4, "de": 0.4, "fr": 0.2}, plan.effective, plan.expected)
+    assert rows["fr"]["achieved"] == 0.0 and rows["fr"]["gap"] == -0.2
+    assert rows["en"]["achieved"] == 0.5
 
 
 def test_run_steps_counts_and_names_the_step():

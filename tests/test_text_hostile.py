@@ -10,7 +10,7 @@ import pytest
 from crawl2chat.config import build
 from crawl2chat.crawl.warc import WarcShardWriter
 from crawl2chat.text import recipe
-from crawl2chat.text.chunks import Chunk, filter_chunk
+from crawl2chat.text.chunks import Chunk, filter_slice
 from crawl2chat.text.extract import decode_html
 from crawl2chat.text.steps import Doc
 
@@ -54,9 +54,13 @@ def test_a_page_with_a_non_text_charset_does_not_stop_the_slice(tmp_path: Path) 
         ("https://example.org/rot", "text/html; charset=rot13", PROSE.encode()),
         ("https://example.org/b64", "text/html; charset=base64", PROSE.encode()),
         ("https://example.org/ok", "text/html; charset=utf-8", PROSE.encode())])
-    result = filter_chunk(in_dir, chunk, cfg(), None)
-    assert len(result.outcomes) == result.read.responses == 3
-    assert [o.doc.encoding for o in result.outcomes] == ["detected:utf-8"] * 2 + ["header:utf-8"]
+    work = tmp_path / "work"
+    work.mkdir()
+    result = filter_slice(chunk, 0, in_dir, cfg(), None, work)
+    assert result.kept + len(result.removed) == result.read.responses == 3
+    extract = result.stats["extract"]
+    assert extract.docs_in == extract.docs_out == 3  # all three decoded and extracted
+    assert not [r for r in result.removed if r["reason"].startswith("extract:")]
 
 
 class Exploding:
@@ -75,11 +79,13 @@ def test_an_exception_in_a_step_is_a_counted_drop_and_the_slice_goes_on(tmp_path
         ("https://example.org/a", "text/html", PROSE.encode()),
         ("https://example.org/boom", "text/html", PROSE.encode()),
         ("https://example.org/c", "text/html", PROSE.replace("river", "stream").encode())])
-    result = filter_chunk(in_dir, chunk, cfg(), Exploding())  # type: ignore[arg-type]
-    reasons = [o.reason for o in result.outcomes]
-    assert len(reasons) == result.read.responses == 3  # every page read has its outcome
-    assert reasons[1] == "url:error:RecursionError"
-    assert not any((r or "").startswith("url:") for r in reasons[::2])
+    work = tmp_path / "work"
+    work.mkdir()
+    result = filter_slice(chunk, 0, in_dir, cfg(), Exploding(), work)  # type: ignore[arg-type]
+    # every page read is kept or removed
+    assert result.kept + len(result.removed) == result.read.responses == 3
+    assert [(r["url"], r["reason"]) for r in result.removed if r["reason"].startswith("url:")
+            ] == [("https://example.org/boom", "url:error:RecursionError")]
     url = result.stats["url"]
     assert (url.docs_in, url.docs_out) == (3, 2)  # the funnel counts the drop at its step
     assert result.stats["extract"].docs_in == 2

@@ -14,7 +14,9 @@ from crawl2chat.text.recipe import Cfg, GopherQualityCfg
 
 
 def _frames(langs: dict[str, int], mixed_out: dict[str, int]) -> tuple[pd.DataFrame, ...]:
+    # every page as long as the others: shares of characters are shares of pages
     docs = pd.DataFrame({"lang": [lang for lang, n in langs.items() for _ in range(n)]})
+    docs["text"] = "x" * 40
     gone = pd.DataFrame({"reason": [f"mix:{lang}" for lang, n in mixed_out.items()
                                     for _ in range(n)] + ["lang:fi:0.99"]})
     return docs, gone
@@ -48,6 +50,17 @@ def test_an_unbalanced_language_is_not_short_when_its_own_pages_were_dropped() -
     gaps = language_gaps(docs, gone, cfg).set_index("lang")
     assert not gaps["short"].any()
     assert gaps.loc["de", "unexplained_gap"] == pytest.approx(0.3)
+
+
+def test_a_language_without_documents_is_short_and_shares_are_of_characters() -> None:
+    cfg = Cfg(languages={"en": 0.5, "de": 0.3, "fr": 0.2})
+    docs = pd.DataFrame({"lang": ["en", "de", "de"], "text": ["x" * 500, "y" * 150, "z" * 150]})
+    gaps = language_gaps(docs, _frames({}, {})[1], cfg).set_index("lang")
+    assert gaps.loc["fr", "short"] and gaps.loc["fr", "unexplained_gap"] == 0.0
+    # 500 of 800 characters: the effective target 0.5 / 0.8, though en is 1 page of 3
+    assert gaps.loc["en", "achieved"] == pytest.approx(0.625)
+    assert gaps.loc["en", "effective"] == pytest.approx(0.625)
+    assert gaps["unexplained_gap"].max() == pytest.approx(0.0)
 
 
 def test_mix_plot_and_filter_table(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from prefect import flow
 
 from crawl2chat.stages import crawl, text
 from crawl2chat.text.chunks import Chunk, plan
+from crawl2chat.text.shards import DOCUMENTS, REMOVED, read_frame
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "demo" / "web"
@@ -77,14 +78,14 @@ def baseline(crawled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _assert_same(a: Path, b: Path) -> None:
-    for name in (text.DOCUMENTS, text.REMOVED):
-        pd.testing.assert_frame_equal(pd.read_parquet(a / name), pd.read_parquet(b / name))
+    for prefix in (DOCUMENTS, REMOVED):
+        pd.testing.assert_frame_equal(read_frame(a, prefix), read_frame(b, prefix))
     assert (_without_times(json.loads((a / text.COUNTS).read_text()))
             == _without_times(json.loads((b / text.COUNTS).read_text())))
 
 
 def test_blocklisted_demo_page_is_removed_and_the_funnel_counts_it(baseline):
-    removed = pd.read_parquet(baseline / text.REMOVED)
+    removed = read_frame(baseline, REMOVED)
     blocked = removed.loc[removed["reason"] == "url:domain", "url"].tolist()
     assert blocked == ["https://stdykungeduationaldeveloper15investmenqg.duckdns.org/3.11/"
                        "library/email.contentmanager.html"]

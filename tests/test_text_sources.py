@@ -22,6 +22,8 @@ from crawl2chat.config import build
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.runner import execute
 from crawl2chat.stages import text
+from crawl2chat.text.removed import group
+from crawl2chat.text.shards import REMOVED, read_frame
 from crawl2chat.text.sources import Slice, SourceCfg, describe, hub_inputs, plan, read_slice
 
 EN = [
@@ -113,10 +115,10 @@ def test_rows_go_through_the_steps_after_extraction(fineweb, tmp_path):
         out.mkdir()
         cfg = text.resolve(_cfg(source), fineweb)
         metrics = text.run(cfg, None, out)
-        outs[name] = pd.read_parquet(out / text.DOCUMENTS)
-        removed = pd.read_parquet(out / text.REMOVED)
+        outs[name] = read_frame(out)
+        removed = read_frame(out, REMOVED)
         assert metrics["docs_in"] == 5 and metrics["records"] == 3
-        assert dict(zip(removed["doc_id"], removed["reason"].map(text.group), strict=True)) == {
+        assert dict(zip(removed["doc_id"], removed["reason"].map(group), strict=True)) == {
             "<urn:uuid:fw-2>": "lang:de", "<urn:uuid:fw-3>": "dedup:exact"}
     docs = outs["parquet"]
     pd.testing.assert_frame_equal(docs, outs["disk"])

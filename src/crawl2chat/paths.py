@@ -22,7 +22,6 @@ MANIFEST = "manifest.json"
 REPORT = "report.md"  # every stage output's human-readable report
 # files one stage writes and the next reads
 CRAWL_INDEX = "index.parquet"
-TEXT_DOCUMENTS = "documents.parquet"
 FLOWS_DIR = "flows"  # the Prefect flows: files of the project, run from there
 
 

@@ -4,9 +4,9 @@ In: a model's chain (:mod:`.chain`), a URL or doc id, the project root. Out: a d
 saying where the page is in the crawl (its shard, the WARC it was read from), whether
 the text stage kept it (its language) or removed it (the step and reason), and for a
 kept page the token file (``train.bin`` or ``val.bin``) and the offset its tokens start
-at, found by encoding the kept text with the run's tokenizer. The text stage's output is
-read through :func:`read_rows`, which accepts one ``documents.parquet`` or shards
-``documents-00000.parquet``...
+at, found by encoding the kept text with the run's tokenizer. :func:`read_rows` reads one
+file (the crawl's ``index.parquet``) or a prefix's shards (the text stage's
+``documents-00000.parquet``..., ``removed-00000.parquet``...).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from crawl2chat import paths
 from crawl2chat.audit.chain import Link
 from crawl2chat.errors import InputError
-from crawl2chat.stages.text import REMOVED
+from crawl2chat.text.shards import DOCUMENTS, REMOVED
 from crawl2chat.tokenizer.shards import SPLITS, open_split, read_meta
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
@@ -91,7 +91,7 @@ def trace(chain: list[Link], doc: str, root: Path) -> dict[str, Any]:
     answer.update(found=True, doc_id=record["record_id"].strip("<>"), url=record["url"],
                   crawl={"shard": record["warc_file"], "offset": record["offset"],
                          "source": record["source_file"]})
-    kept = read_rows(folders["text"], paths.TEXT_DOCUMENTS, "doc_id", answer["doc_id"])
+    kept = read_rows(folders["text"], DOCUMENTS, "doc_id", answer["doc_id"])
     if kept:
         answer.update(kept=True, why=f"kept: passed every text filter (language "
                       f"{kept[0]['lang']}, score {float(kept[0]['lang_score']):.2f})")

@@ -67,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     seeds = p.add_mutually_exclusive_group(required=True)
     seeds.add_argument("--topics", help="a text file, one topic a line")
     seeds.add_argument("--passages", help="the text stage's output (data/text) or a "
-                       "documents.parquet: one conversation per document passage")
+                       "Parquet file of documents: one conversation per document passage")
     p.add_argument("--out", required=True, help="the JSONL file to append to")
     p.add_argument("--n", type=positive_int,
                    help="conversations OUT should hold; seeds are reused when N exceeds "

@@ -1,6 +1,6 @@
 """Quality gate of the ``text`` stage.
 
-In: the stage's output folder (``documents.parquet``, ``removed.parquet``,
+In: the stage's output folder (``documents-*.parquet``, ``removed-*.parquet``,
 ``counts.json``) and the stage's ``Cfg``. Out: GX tables that must hold before the
 documents are committed:
 
@@ -14,9 +14,11 @@ documents are committed:
 - ``pii``: no e-mail, public IP or phone number left in any kept text (unless the
   ``pii`` step is skipped).
 - ``language_mix`` (one row per configured language, when ``balance_mix``): target,
-  achieved share, gap; each is within ``mix_tolerance`` of its target unless the crawl
-  was short of that language, which is reported with its gap, the others holding their
-  targets among themselves (:func:`language_gaps`).
+  effective target, achieved share of the kept characters, gap; each is within
+  ``mix_tolerance`` of its effective target (the target rescaled over the languages
+  that are not short) unless the crawl was short of that language (it has no documents,
+  or it gave all it had while others were trimmed), which is reported with its gap
+  (:func:`language_gaps`).
 - ``accounting`` (one row): kept + removed equals the pages read, and no page is both.
 """
 
@@ -30,18 +32,19 @@ import great_expectations as gx
 import pandas as pd
 
 from crawl2chat.quality.suite import Table
-from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, DOCUMENTS, REMOVED, REMOVED_COLUMNS
+from crawl2chat.stages.text import COUNTS, DOC_COLUMNS, REMOVED_COLUMNS
 from crawl2chat.text.dedup import text_hash
 from crawl2chat.text.pii import PATTERN_KINDS, PiiRedactor
 from crawl2chat.text.recipe import ORDER, kwargs
+from crawl2chat.text.shards import REMOVED, read_frame
 
 E = gx.expectations
 REASON = rf"^(?:{'|'.join(ORDER)}):[a-z0-9_-]+"  # a step's name, then why
 
 
 def tables(out_dir: Path, cfg: Any) -> list[Table]:
-    docs = pd.read_parquet(out_dir / DOCUMENTS)
-    gone = pd.read_parquet(out_dir / REMOVED)
+    docs = read_frame(out_dir)
+    gone = read_frame(out_dir, REMOVED)
     counts = json.loads((out_dir / COUNTS).read_text()) if (out_dir / COUNTS).is_file() else {}
     languages: dict[str, float] = dict(cfg.min_scores)
 
@@ -93,30 +96,35 @@ def tables(out_dir: Path, cfg: Any) -> list[Table]:
 
 
 def language_gaps(docs: pd.DataFrame, gone: pd.DataFrame, cfg: Any) -> pd.DataFrame:
-    """Per configured language: target, achieved share of the kept documents, gap, and
-    whether the crawl was short of it; ``unexplained_gap`` is what the gate holds.
+    """Per configured language: target, effective target, achieved share of the kept
+    characters (the mix is a quota by characters), gap to the target, and whether the
+    crawl was short of it; ``unexplained_gap`` is what the gate holds.
 
-    A language is short when the mix dropped none of its pages but did drop others':
-    it gave all it had and limited the mix, so its gap is reported, not failed. The
-    other languages must then hold their targets among themselves (shares renormalised
-    without the short ones), each within the tolerance.
+    A language is short when it has no kept documents, or when the mix dropped none of
+    its pages but did drop others': it gave all it had and limited the mix, so its gap
+    is reported, not failed. The other languages must then hold their effective targets
+    (shares renormalised without the short ones), each within the tolerance.
     """
-    achieved = docs["lang"].value_counts(normalize=True).to_dict()
+    chars = docs["text"].fillna("").str.len().groupby(docs["lang"]).sum()
+    achieved = (chars / max(int(chars.sum()), 1)).to_dict()
     reasons = gone["reason"] if "reason" in gone else pd.Series([], dtype=str)
     mixed_out = set(reasons.str.extract(r"^mix:([^:]+)", expand=False).dropna())
     short = {lang for lang, share in cfg.shares.items()
-             if achieved.get(lang, 0.0) < share - cfg.mix_tolerance
-             and lang not in mixed_out and mixed_out - {lang}}
-    # what the short languages leave to the others (pages of any other language count
-    # against the others, so an unconfigured language cannot hide)
+             if not chars.get(lang, 0)
+             or (achieved.get(lang, 0.0) < share - cfg.mix_tolerance
+                 and lang not in mixed_out and mixed_out - {lang})}
+    # what the short languages leave to the others (characters of any other language
+    # count against the others, so an unconfigured language cannot hide)
     rest_target = (1.0 - sum(cfg.shares[k] for k in short)) or 1.0
     rest_achieved = (1.0 - sum(achieved.get(k, 0.0) for k in short)) or 1.0
     rows = []
     for lang, share in cfg.shares.items():
         got = float(achieved.get(lang, 0.0))
-        held = abs(got / rest_achieved - share / rest_target)
-        rows.append({"lang": lang, "target": share, "achieved": got, "gap": got - share,
-                     "short": lang in short, "unexplained_gap": 0.0 if lang in short else held})
+        effective = 0.0 if lang in short else share / rest_target
+        held = abs(got / rest_achieved - effective)
+        rows.append({"lang": lang, "target": share, "effective": effective,
+                     "achieved": got, "gap": got - share, "short": lang in short,
+                     "unexplained_gap": 0.0 if lang in short else held})
     return pd.DataFrame(rows)
 
 

@@ -4,93 +4,117 @@ In: ``data/crawl/`` (WARC shards listed in ``index.parquet``), or with ``source`
 already extracted FineWeb-style rows (local Parquet, a ``save_to_disk`` folder or a
 Hugging Face dataset; :mod:`crawl2chat.text.sources`), which skip the URL filter and
 extraction; ``source.json`` then says what was read.
-Out (``data/text/``): ``documents.parquet`` (doc_id, url, warc_file, lang, lang_score,
-text, and FineWeb's dump and date) and ``removed.parquet`` (doc_id, url, reason, text)
--- every page is in exactly one of them --, ``counts.json`` (per-step counts, achieved
-language mix, PII counts), ``report.md`` and ``funnel.png``.
+Out (``data/text/``): ``documents-00000.parquet`` ... (doc_id, url, warc_file, lang,
+lang_score, text, and FineWeb's dump and date; ``shard_rows`` rows each but the last)
+and ``removed-00000.parquet`` ... (doc_id, url, reason, text_hash: never the text, which
+may hold PII) -- every page is in exactly one of them --, ``removed_sample.parquet``
+when ``keep_removed_sample`` asks for it (that many removed pages, lowest hash of their
+id first, PII redacted), ``counts.json`` (per-step counts, target vs achieved language
+mix, PII counts), ``report.md`` and ``funnel.png``. Read the shards with
+:mod:`crawl2chat.text.shards`.
 
 Steps, in order (``crawl2chat.text.recipe.ORDER``), each dropping with a reason
 ``<step>:<why>``: ``url`` (FineWeb's blocklist) -> ``extract`` (trafilatura) -> ``lang``
 (fastText; per-language minimum score) -> ``gopher_rep`` -> ``gopher_quality`` -> ``c4``
 -> ``fineweb`` -> ``dedup`` (exact, then MinHash LSH; the first copy in crawl order
-wins) -> ``mix`` (drops documents of over-represented languages to reach the target
-shares) -> ``pii`` (redacts, never drops).
+wins) -> ``mix`` (a quota by characters per language, :mod:`crawl2chat.text.mix`) ->
+``pii`` (redacts, never drops).
 
-Parallel: the crawl is cut into slices of ``chunk_records`` records
-(:mod:`crawl2chat.text.chunks`); each slice is a Prefect task that runs the URL filter,
-the per-document steps and the dedup hashing; a second task per slice removes PII.
-They run on the task runner ``runner`` names (threads, processes, Dask). Dedup and the
-language mix need the whole crawl and run here, on results taken in crawl order, so the
-output is the same for any runner and worker count.
+Streaming, in passes over a work folder inside the output folder (deleted at the end):
+1. per slice (:func:`crawl2chat.text.chunks.filter_slice`, a Prefect task on the task
+   runner ``runner`` names): the URL filter, the per-document steps, dedup keys; the
+   survivors go to disk, removed pages to ``removed-*.parquet`` as they come;
+2. dedup resolution (:mod:`crawl2chat.text.passes`): exact, then one task per MinHash
+   band, each a sort on disk in pieces of ``dedup_sort_rows`` rows;
+3. here, slice by slice, reading only small columns: which survivors dedup drops, the
+   characters per language and rank bin, then the mix's keep decision;
+4. one task per slice: its kept pages, PII removed; here they are copied in crawl
+   order into the output shards.
+The stage's own process holds one slice's metadata, one shard of removed rows and
+a histogram per language: its memory does not grow with the crawl. Every decision is
+made in crawl order or by a hash of the document id, so the output is the same for
+any runner and worker count.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crawl2chat import parallel, paths
 from crawl2chat.crawl.urlfilter import UrlFilter, load_blocklist
 from crawl2chat.crawl.warc import ReadStats
 from crawl2chat.errors import InputError
-from crawl2chat.text import chunks, mix
+from crawl2chat.text import chunks, mix, passes
 from crawl2chat.text import sources as text_sources
-from crawl2chat.text.dedup import ExactDedup
 from crawl2chat.text.funnel import write_report
-from crawl2chat.text.minhash import MinHashDedup, MinHasher
 from crawl2chat.text.pii import PiiRedactor
 from crawl2chat.text.recipe import ORDER, Cfg, kwargs
-from crawl2chat.text.steps import Doc, StepStats, new_stats
+from crawl2chat.text.removed import Removed, drop
+from crawl2chat.text.shards import (
+    DOC_SCHEMA,
+    DOCUMENTS,
+    REMOVED_SCHEMA,
+    ShardWriter,
+)
+from crawl2chat.text.steps import StepStats, new_stats
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [
-    "COUNTS",
-    "DOCUMENTS",
-    "DOC_COLUMNS",
-    "REMOVED",
-    "REMOVED_COLUMNS",
-    "Cfg",
-    "group",
-    "run",
-]
+__all__ = ["COUNTS", "DOC_COLUMNS", "REMOVED_COLUMNS", "Cfg", "run"]
 
-DOCUMENTS = paths.TEXT_DOCUMENTS
-REMOVED = "removed.parquet"
 COUNTS = "counts.json"
 SOURCE = "source.json"
-DOC_COLUMNS = ("doc_id", "url", "warc_file", "lang", "lang_score", "text", "dump", "date")
-REMOVED_COLUMNS = ("doc_id", "url", "reason", "text")
+DOC_COLUMNS = tuple(DOC_SCHEMA.names)
+REMOVED_COLUMNS = tuple(REMOVED_SCHEMA.names)
+META = ["doc_id", "url", "lang", "text_hash", "tokens", "chars"]  # read by passes 2 and 3
+INDEX_BATCH = 65_536  # crawl index rows read at a time
 
 
-def group(reason: str) -> str:
-    """The reason without its value: ``lang:de:0.91`` -> ``lang:de``."""
-    return ":".join(reason.split(":")[:2])
-
-
-def _index(in_dir: Path) -> pd.DataFrame:
-    """The crawl's index, checked against the shards it names."""
+def _plan(in_dir: Path, chunk_records: int) -> tuple[list[chunks.Chunk], set[str]]:
+    """The crawl's slices and its URLs' hosts, reading the index a batch at a time (one
+    shard's rows in memory at most), checked against the shards it names."""
     import pandas as pd
 
     index_file = in_dir / paths.CRAWL_INDEX
     if not index_file.is_file():
         raise InputError(f"{index_file} is missing: run the crawl stage first")
-    index = pd.read_parquet(index_file, columns=["warc_file", "url", "offset", "length"])
-    for name in index["warc_file"].unique():
-        if not (in_dir / name).is_file():
-            raise InputError(f"{index_file} lists {name}, which is not in {in_dir}")
-    return index
+    slices: list[chunks.Chunk] = []
+    hosts: set[str] = set()
+    shard: list[pd.DataFrame] = []  # the rows of the shard being read
+
+    def finish() -> None:
+        if shard:
+            slices.extend(chunks.plan(pd.concat(shard), chunk_records))
+            shard.clear()
+
+    for batch in pq.ParquetFile(index_file).iter_batches(
+            batch_size=INDEX_BATCH, columns=["warc_file", "url", "offset", "length"]):
+        frame = batch.to_pandas()
+        hosts.update(u.split("/")[2].split(":")[0] for u in frame["url"] if u.count("/") >= 2)
+        for name, rows in frame.groupby("warc_file", sort=False):
+            if shard and shard[0]["warc_file"].iat[0] != name:
+                finish()
+            if not shard and not (in_dir / str(name)).is_file():
+                raise InputError(f"{index_file} lists {name}, which is not in {in_dir}")
+            shard.append(rows)
+    finish()
+    return slices, hosts
 
 
-def _url_filter(cfg: Cfg, urls: list[str]) -> UrlFilter | None:
-    """FineWeb's URL filter with only the blocklist entries these URLs' hosts could hit."""
+def _url_filter(cfg: Cfg, hosts: set[str]) -> UrlFilter | None:
+    """FineWeb's URL filter with only the blocklist entries these hosts could hit."""
     if "url" in cfg.skip_steps:
         return None
-    hosts = {u.split("/")[2].split(":")[0] for u in urls if u.count("/") >= 2}
     return UrlFilter(load_blocklist(hosts), soft_word_threshold=cfg.url.soft_word_threshold,
                      extra_domains=cfg.url.extra_domains)
 
@@ -118,104 +142,151 @@ def discovered_inputs(out_dir: Path) -> dict[str, dict[str, str]]:
     return text_sources.hub_inputs(json.loads(file.read_text())) if file.exists() else {}
 
 
-def _merge(into: dict[str, StepStats], stats: dict[str, StepStats]) -> None:
-    for name, record in stats.items():
-        into[name].add(record)
+def _count(step: StepStats, tokens: np.ndarray, kept: np.ndarray) -> None:
+    """A step that only keeps or drops (dedup, mix): documents and tokens in and out."""
+    step.docs_in += len(tokens)
+    step.docs_out += int(kept.sum())
+    step.tokens_in += int(tokens.sum())
+    step.tokens_out += int(tokens[kept].sum())
 
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     """Filter the crawl; metrics: records/tokens kept, docs_in, removed_<step>, mix_<lang>."""
-    import pandas as pd
-    from tqdm import tqdm
-
+    slices: list[chunks.Slice]
     if cfg.source is not None:
-        slices: list = text_sources.plan(cfg.source, cfg.chunk_records)
+        slices = list(text_sources.plan(cfg.source, cfg.chunk_records))
         url_filter = None
         (out_dir / SOURCE).write_text(json.dumps(text_sources.describe(cfg.source, slices),
                                                  indent=2) + "\n")
     else:
         if in_dir is None:
             raise InputError("stage text needs the crawl stage's output folder")
-        index = _index(in_dir)
-        slices = chunks.plan(index, cfg.chunk_records)
-        url_filter = _url_filter(cfg, index["url"].tolist())
+        crawl_slices, hosts = _plan(in_dir, cfg.chunk_records)
+        slices = list(crawl_slices)
+        url_filter = _url_filter(cfg, hosts)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+    try:
+        # a text source's slices name their own files: in_dir is then never read
+        return _run(cfg, in_dir or out_dir, out_dir, work, slices, url_filter)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.Slice],
+         url_filter: UrlFilter | None) -> dict[str, float]:
+    from tqdm import tqdm
+
     read = ReadStats()
     stats = new_stats(ORDER)
-    removed: list[tuple[Doc, str]] = []
-    survivors: list[tuple[int, Doc]] = []  # (slice number, page) in crawl order
-    exact, near = ExactDedup(), MinHashDedup(MinHasher(**kwargs(cfg.dedup)))
+    removed = Removed(out_dir, cfg)
+    survivors: list[int] = []
+    dedup = "dedup" not in cfg.skip_steps
+    balance = cfg.balance_mix and "mix" not in cfg.skip_steps
+    pii = PiiRedactor(**kwargs(cfg.pii))
     window = 4 * cfg.runner.workers  # units in flight: enough to keep every worker busy
     with parallel.task_runner(cfg.runner) as runner:
-        units = ({"in_dir": in_dir, "chunk": c, "cfg": cfg, "url_filter": url_filter}
-                 for c in slices)
-        results = parallel.map_ordered(runner, chunks.filter_chunk, units, window)
-        # dedup is the one per-page step that needs every earlier page: done here, in order
-        for number, result in enumerate(tqdm(results, total=len(slices), desc="text",
-                                             unit="slice", leave=False)):
-            _merge(stats, result.stats)
+        units = ({"source": c, "number": i, "in_dir": in_dir, "cfg": cfg,
+                  "url_filter": url_filter, "work": work} for i, c in enumerate(slices))
+        for result in tqdm(parallel.map_ordered(runner, chunks.filter_slice, units, window),
+                           total=len(slices), desc="text", unit="slice", leave=False):
+            for name, record in result.stats.items():
+                stats[name].add(record)
             read.add(result.read)
-            for out in result.outcomes:
-                reason = out.reason
-                if reason is None and "dedup" not in cfg.skip_steps:
-                    why = (exact.check(out.text_hash)
-                           or near.check_signature(out.doc.doc_id, out.signature))
-                    reason = stats["dedup"].count(out.doc, why, out.doc.tokens())
-                if reason is None:
-                    survivors.append((number, out.doc))
-                else:
-                    removed.append((out.doc, reason))
+            removed.add(result.removed, result.sample)
+            survivors.append(result.kept)
 
-        over: set[str] = set()
-        if cfg.balance_mix and "mix" not in cfg.skip_steps:
-            over = mix.over_share([(d.doc_id, d.lang) for _, d in survivors], cfg.shares)
-        by_slice: dict[int, list[Doc]] = {}
-        for number, doc in survivors:
-            reason = stats["mix"].count(doc, doc.lang if doc.doc_id in over else None,
-                                        doc.tokens())
-            if reason:
-                removed.append((doc, reason))
-            else:
-                by_slice.setdefault(number, []).append(doc)
-        kept = [doc for pages in by_slice.values() for doc in pages]
-        pii_counts: Counter[str] = Counter()
-        if "pii" not in cfg.skip_steps:  # per slice again: NER is the slowest step
-            redactor = PiiRedactor(**kwargs(cfg.pii))
-            units = ({"docs": pages, "pii": redactor} for pages in by_slice.values())
-            for pages, (texts, found, step) in zip(
-                    by_slice.values(), parallel.map_ordered(runner, chunks.redact_chunk, units,
-                                                          window), strict=True):
-                for doc, redacted in zip(pages, texts, strict=True):
-                    doc.text = redacted
-                pii_counts.update(found)
-                stats["pii"].add(step)
+        bands: list[Path] = []
+        if dedup:
+            common = {"work": work, "slices": len(slices), "total": sum(survivors),
+                      "max_rows": cfg.dedup_sort_rows}
+            list(parallel.map_ordered(runner, passes.resolve_exact, [common], 1))
+            bands = list(parallel.map_ordered(
+                runner, passes.resolve_band,
+                ({**common, "band": b} for b in range(cfg.dedup.buckets)), window))
 
-    docs = pd.DataFrame([{"doc_id": d.doc_id, "url": d.url, "warc_file": d.warc_file,
-                          "lang": d.lang, "lang_score": d.lang_score, "text": d.text,
-                          "dump": d.dump, "date": d.date}
-                         for d in kept], columns=list(DOC_COLUMNS)).astype(
-                             {"lang_score": "float64"})
-    gone = pd.DataFrame([{"doc_id": d.doc_id, "url": d.url, "reason": r, "text": d.text}
-                         for d, r in removed], columns=list(REMOVED_COLUMNS))
-    by_reason = Counter(group(r) for r in gone["reason"])
-    if docs.empty:
+        tally = mix.Tally()
+        for number, rows in enumerate(survivors):
+            meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
+                                 columns=META)
+            codes = (passes.dedup_reasons(work, number, rows, bands) if dedup
+                     else np.zeros(rows, dtype=np.int8))
+            np.save(chunks.work_file(work, "dedup", number), codes)
+            tokens = meta["tokens"].to_numpy()
+            if dedup:
+                _count(stats["dedup"], tokens, codes == 0)
+                why = {passes.EXACT: "dedup:exact", passes.MINHASH: "dedup:minhash"}
+                drop(removed, meta, codes != 0, [why.get(int(c), "") for c in codes],
+                      work, number)
+            fresh = codes == 0
+            langs = meta["lang"].to_pylist()
+            tally.add([lang for lang, f in zip(langs, fresh, strict=True) if f],
+                      mix.ranks(meta["doc_id"].filter(pa.array(fresh)).to_pylist()),
+                      meta["chars"].to_numpy()[fresh])
+
+        plan = mix.plan(tally, cfg.shares)
+        for number in range(len(slices)):
+            meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
+                                 columns=META)
+            fresh = np.load(chunks.work_file(work, "dedup", number)) == 0
+            langs = meta["lang"].to_pylist()
+            keep = fresh.copy()
+            if balance:
+                keep &= plan.keep(langs, mix.ranks(meta["doc_id"].to_pylist()))
+                tokens = meta["tokens"].to_numpy()
+                _count(stats["mix"], tokens[fresh], keep[fresh])
+                drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
+                      work, number)
+            np.save(chunks.work_file(work, "keep", number), keep)
+
+        written = passes.Written()
+        shards = ShardWriter(out_dir, DOCUMENTS, DOC_SCHEMA, cfg.shard_rows)
+        if "pii" in cfg.skip_steps:  # only a copy is left: not worth a task per slice
+            finals = (passes.redact_slice(work, n, None) for n in range(len(slices)))
+        else:
+            finals = parallel.map_ordered(runner, passes.redact_slice, (
+                {"work": work, "number": n, "pii": pii} for n in range(len(slices))), window)
+        for number, done in enumerate(finals):
+            final = chunks.work_file(work, "final", number, "parquet")
+            shards.write(pq.read_table(final))  # in crawl order; one shard in memory at most
+            final.unlink()
+            written.pii.update(done.pii)
+            written.stats.add(done.stats)
+            written.chars.update(done.chars)
+            written.docs.update(done.docs)
+            written.words += done.words
+            written.rows += done.rows
+        shards.close()
+    stats["pii"].add(written.stats)
+    removed.close(out_dir, pii)
+    if not written.rows:
         raise InputError(f"stage text: no document survived the filters "
-                         f"({len(gone)} in, removed: {dict(by_reason.most_common())}); "
+                         f"({read.responses} in, removed: "
+                         f"{dict(removed.by_reason.most_common())}); "
                          f"check text.languages and the filter settings")
-    docs.to_parquet(out_dir / DOCUMENTS, index=False)
-    gone.to_parquet(out_dir / REMOVED, index=False)
-    achieved = mix.shares(docs["lang"].tolist())
-    counts = {"docs_in": read.responses, "kept": len(docs), "slices": len(slices),
-              "removed": dict(by_reason.most_common()),
+    return _finish(cfg, out_dir, stats, read, removed, written, plan, len(slices))
+
+
+def _finish(cfg: Cfg, out_dir: Path, stats: dict[str, StepStats], read: ReadStats,
+            removed: Removed, written: passes.Written, plan: mix.Plan,
+            slices: int) -> dict[str, float]:
+    """counts.json, the report and the stage's metrics."""
+    languages = mix.report(cfg.shares, plan.effective if plan.effective else cfg.shares,
+                           written.chars)
+    for lang, row in languages.items():
+        row["docs"] = int(written.docs.get(lang, 0))
+    achieved = {lang: row["achieved"] for lang, row in languages.items() if row["chars"]}
+    counts = {"docs_in": read.responses, "kept": written.rows, "slices": slices,
+              "chars": sum(written.chars.values()),
+              "removed": dict(removed.by_reason.most_common()),
               "steps": [stats[n].row() for n in ORDER if n not in cfg.skip_steps],
               "languages_target": cfg.shares, "languages_achieved": achieved,
-              "pii_replaced": dict(pii_counts), "damaged_records": dict(read.skipped)}
+              "languages": languages,
+              "pii_replaced": dict(written.pii), "damaged_records": dict(read.skipped)}
     (out_dir / COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
-    write_report(out_dir, cfg, docs, gone, counts)
-    metrics: dict[str, float] = {"records": len(docs),
-                                 "tokens": int(docs["text"].str.split().str.len().sum()),
-                                 "docs_in": counts["docs_in"],
-                                 "chars": int(docs["text"].str.len().sum())}
+    write_report(out_dir, cfg, counts, removed.examples)
+    metrics: dict[str, float] = {"records": written.rows, "tokens": written.words,
+                                 "docs_in": counts["docs_in"], "chars": counts["chars"]}
     metrics.update({f"removed_{n}": stats[n].docs_in - stats[n].docs_out for n in ORDER})
     metrics.update({f"mix_{lang}": share for lang, share in achieved.items()})
-    metrics.update({f"pii_{k.lower()}": v for k, v in pii_counts.items()})
+    metrics.update({f"pii_{k.lower()}": v for k, v in written.pii.items()})
     return metrics

@@ -1,37 +1,54 @@
 """Stage ``tokens``: filtered text -> a BPE tokenizer and token shards.
 
-In: ``data/text/documents.parquet`` (columns ``doc_id``, ``text``; other columns are
-ignored). Out (``data/tokens/``): ``tokenizer/tokenizer.json``, ``train.bin`` and
+In: ``data/text/documents-*.parquet`` (columns ``doc_id``, ``text``; other columns
+are ignored), read shard by shard through :mod:`crawl2chat.text.shards`.
+Out (``data/tokens/``): ``tokenizer/tokenizer.json``, ``train.bin`` and
 ``val.bin`` (see :mod:`crawl2chat.tokenizer.shards`), ``meta.json`` and ``report.md``.
 
 Documents are split into train and val by a salted hash of their id. The tokenizer
-is trained on train documents only (optionally a hashed sample of them), so the
-bytes-per-token figure reported on val is measured on text the tokenizer never saw.
-Rows without a ``doc_id`` or with empty text are skipped and counted.
+is trained on train documents only -- a sample of at most ``max_train_bytes`` of
+their text, chosen by another salted hash of the id --, so the bytes-per-token
+figure reported on val is measured on text the tokenizer never saw. Rows without a
+``doc_id`` or with empty text are skipped and counted.
+
+Streaming: every pass reads the input batch by batch (ids and text lengths to plan,
+the sample to train, one row group per encoding task); encoding runs as Prefect tasks
+on the task runner ``runner`` names, each writing its own token files, joined in
+order at the end. Memory holds one batch per worker and the tokenizer's sample.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crawl2chat import paths
+from crawl2chat import parallel, paths
 from crawl2chat.errors import ConfigError, InputError
+from crawl2chat.parallel import RunnerCfg
+from crawl2chat.text.shards import iter_batches, shard_files
 from crawl2chat.tokenizer.reference import bytes_per_token
-from crawl2chat.tokenizer.shards import SplitStats, assign_val, split_hash, write_shards
+from crawl2chat.tokenizer.shards import (
+    SPLITS,
+    SplitStats,
+    ValRule,
+    encode_part,
+    join_parts,
+    part_files,
+    split_hash,
+)
 from crawl2chat.tokenizer.special import BOS
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 from crawl2chat.tokenizer.train import MIN_VOCAB_SIZE, train_bpe
 
 TOKENIZER_DIR = "tokenizer"
-BATCH_DOCS = 1024  # documents per parquet batch and per encode_batch call
+BATCH_DOCS = 1024  # documents per parquet batch when planning and sampling
 REPORT_EXAMPLES = ("Hello world! It's 2024, and the café opened at 9:30.",
                    "A user who types <|bos|> or <|assistant_end|> gets plain text tokens.")
 # held-out text compared with GPT-2 / cl100k: enough for a stable figure, bounded time
@@ -46,39 +63,44 @@ class Cfg:
     """Ids in the vocabulary, the 8 special tokens and 256 byte tokens included."""
     val_fraction: float = 0.05
     """Share of documents held out for validation (split by document id)."""
-    max_train_docs: int | None = None
-    """Train documents sampled (by hash) to learn the merges; None: all of them."""
+    max_train_bytes: int | None = None
+    """UTF-8 bytes of train text (about; sampled by hash) to learn the merges; None: all."""
     min_frequency: int = 1
     """A byte pair must occur this often to become a merge; 1 uses the faster rustbpe
     trainer, more uses the ``tokenizers`` BpeTrainer (see tokenizer/train.py)."""
     seed: int = 0
     """Salts the document hash: another seed gives another split and sample."""
+    runner: RunnerCfg = field(default_factory=RunnerCfg)
+    """Where the encoding tasks run: as the text stage's, worker processes by default."""
 
 
 @dataclass
 class _Plan:
-    """Which parquet rows are used, and how: decided before any text is encoded."""
+    """How documents are used, decided by their id before any text is encoded."""
 
-    valid: np.ndarray  # per parquet row: has a doc_id and non-empty text
-    is_val: np.ndarray  # per valid row
-    train_sample: np.ndarray  # per valid row: used to train the tokenizer
+    rule: ValRule
+    valid: int = 0
+    skipped: int = 0
+    train_bytes: int = 0
+    sample_fraction: float = 1.0
+    sampled_docs: int = 0  # counted while the tokenizer reads them
+    sampled_bytes: int = 0
 
-    @property
-    def skipped(self) -> int:
-        return int((~self.valid).sum())
+    def in_sample(self, doc_id: str) -> bool:
+        return (self.sample_fraction >= 1.0
+                or split_hash(f"sample:{doc_id}", self.rule.seed) < self.sample_fraction)
 
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     _check(cfg)
     if in_dir is None:
         raise InputError("the tokens stage needs the text stage's output folder")
-    source = Path(in_dir) / paths.TEXT_DOCUMENTS
+    source = Path(in_dir)
     plan = _plan(source, cfg)
     tokenizer = train_bpe(_training_texts(source, plan), cfg.vocab_size, cfg.min_frequency,
                           show_progress=True)
     tokenizer.save(out_dir / TOKENIZER_DIR)
-    stats = write_shards(tokenizer, _encode_batches(source, plan), out_dir,
-                         total_documents=int(plan.valid.sum()))
+    stats = _encode(cfg, source, out_dir, plan, tokenizer)
     compare = bytes_per_token(_val_texts(source, plan), tokenizer, COMPARE_MAX_BYTES)
     _write_report(out_dir, cfg, tokenizer, stats, plan, source, compare)
     train, val = stats["train"], stats["val"]
@@ -94,6 +116,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         "bytes_per_token": round(val.bytes_per_token, 4),
         "train_bytes_per_token": round(train.bytes_per_token, 4),
         "vocab_size": tokenizer.vocab_size,
+        "tokenizer_sample_bytes": plan.sampled_bytes,
     }
 
 
@@ -103,81 +126,99 @@ def _check(cfg: Cfg) -> None:
                           f"{MIN_VOCAB_SIZE} (8 special tokens + 256 bytes)")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise ConfigError(f"tokens.val_fraction: {cfg.val_fraction} is not in (0, 1)")
-    if cfg.max_train_docs is not None and cfg.max_train_docs < 1:
-        raise ConfigError(f"tokens.max_train_docs: {cfg.max_train_docs} must be >= 1 or null")
+    if cfg.max_train_bytes is not None and cfg.max_train_bytes < 1:
+        raise ConfigError(f"tokens.max_train_bytes: {cfg.max_train_bytes} must be >= 1 "
+                          "or null")
     if cfg.min_frequency < 1:
         raise ConfigError(f"tokens.min_frequency: {cfg.min_frequency} must be >= 1")
 
 
-def _batches(source: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    if not source.is_file():
-        raise InputError(f"{source} not found: run the text stage first")
-    try:
-        file = pq.ParquetFile(source)
-        missing = [c for c in ("doc_id", "text") if c not in file.schema_arrow.names]
-        if missing:
-            raise InputError(f"{source}: missing column(s) {missing}; "
-                             f"found {file.schema_arrow.names}")
-        yield from file.iter_batches(batch_size=BATCH_DOCS, columns=columns)
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(f"{source}: cannot read it as parquet ({err})") from err
+def _valid(batch: pa.RecordBatch | pa.Table) -> tuple[list[str], list[str]]:
+    """The ids and texts of the rows with a doc_id and non-empty text."""
+    ok = pc.and_(pc.is_valid(batch.column("doc_id")),
+                 pc.greater(pc.utf8_length(pc.fill_null(batch.column("text"), "")), 0))
+    kept = batch.filter(ok)
+    return ([str(i) for i in kept.column("doc_id").to_pylist()],
+            kept.column("text").to_pylist())
+
+
+def _documents(source: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """(ids, texts) of the valid rows, batch by batch, in shard order."""
+    for batch in iter_batches(source, columns=["doc_id", "text"], batch_rows=BATCH_DOCS):
+        yield _valid(batch)
 
 
 def _plan(source: Path, cfg: Cfg) -> _Plan:
-    valid_parts: list[np.ndarray] = []
-    hashes: list[float] = []
-    for batch in _batches(source, ["doc_id", "text"]):
-        doc_id, text = batch.column(0), batch.column(1)
-        ok = pc.and_(pc.is_valid(doc_id),
-                     pc.greater(pc.utf8_length(pc.fill_null(text, "")), 0))
-        ok_np = ok.to_numpy(zero_copy_only=False).astype(bool)
-        valid_parts.append(ok_np)
-        hashes.extend(split_hash(str(i), cfg.seed) for i in doc_id.filter(ok).to_pylist())
-    valid = np.concatenate(valid_parts) if valid_parts else np.zeros(0, dtype=bool)
-    if len(hashes) < 2:
-        raise InputError(f"{source}: {len(hashes)} document(s) with a doc_id and text; "
+    """Two passes over ids and text lengths: the val rule, then the train text's size."""
+    rows = 0
+
+    def ids() -> Iterator[str]:
+        nonlocal rows
+        for batch in iter_batches(source, columns=["doc_id", "text"], batch_rows=BATCH_DOCS):
+            rows += batch.num_rows
+            yield from _valid(batch)[0]
+
+    plan = _Plan(ValRule.from_ids(ids(), cfg.val_fraction, cfg.seed))
+    for doc_ids, texts in _documents(source):
+        plan.valid += len(doc_ids)
+        plan.train_bytes += sum(len(t.encode()) for i, t in zip(doc_ids, texts, strict=True)
+                                if not plan.rule.is_val(i))
+    plan.skipped = rows - plan.valid
+    if plan.valid < 2:
+        raise InputError(f"{source}: {plan.valid} document(s) with a doc_id and text; "
                          f"a train and a val split need at least 2")
-    h = np.asarray(hashes)
-    is_val = assign_val(h, cfg.val_fraction)
-    train_sample = ~is_val
-    train_rows = np.flatnonzero(train_sample)
-    if cfg.max_train_docs is not None and len(train_rows) > cfg.max_train_docs:
-        # the lowest hashes among train documents: a uniform sample, fixed by the seed
-        keep = train_rows[np.argsort(h[train_rows], kind="stable")[:cfg.max_train_docs]]
-        train_sample = np.zeros_like(is_val)
-        train_sample[keep] = True
-    return _Plan(valid=valid, is_val=is_val, train_sample=train_sample)
-
-
-def _valid_texts(source: Path, valid: np.ndarray) -> Iterator[list[str]]:
-    """The texts of the valid rows, batch by batch, in file order."""
-    start = 0
-    for batch in _batches(source, ["text"]):
-        mask = pa.array(valid[start:start + batch.num_rows])
-        start += batch.num_rows
-        texts = batch.column(0).filter(mask).to_pylist()
-        if texts:
-            yield texts
+    if cfg.max_train_bytes is not None and plan.train_bytes > cfg.max_train_bytes:
+        plan.sample_fraction = cfg.max_train_bytes / plan.train_bytes
+    return plan
 
 
 def _training_texts(source: Path, plan: _Plan) -> Iterator[str]:
-    pos = 0
-    for texts in _valid_texts(source, plan.valid):
-        chosen = plan.train_sample[pos:pos + len(texts)]
-        pos += len(texts)
-        yield from (text for text, use in zip(texts, chosen, strict=True) if use)
-
-
-def _encode_batches(source: Path, plan: _Plan) -> Iterator[tuple[list[str], np.ndarray]]:
-    pos = 0
-    for texts in _valid_texts(source, plan.valid):
-        yield texts, plan.is_val[pos:pos + len(texts)]
-        pos += len(texts)
+    for doc_ids, texts in _documents(source):
+        for doc_id, text in zip(doc_ids, texts, strict=True):
+            if not plan.rule.is_val(doc_id) and plan.in_sample(doc_id):
+                plan.sampled_docs += 1
+                plan.sampled_bytes += len(text.encode())
+                yield text
 
 
 def _val_texts(source: Path, plan: _Plan) -> Iterator[str]:
-    for texts, is_val in _encode_batches(source, plan):
-        yield from (text for text, val in zip(texts, is_val, strict=True) if val)
+    for doc_ids, texts in _documents(source):
+        yield from (t for i, t in zip(doc_ids, texts, strict=True) if plan.rule.is_val(i))
+
+
+@functools.cache
+def _tokenizer(folder: Path) -> Tokenizer:
+    """The saved tokenizer, loaded once per worker process."""
+    return Tokenizer.load(folder)
+
+
+def encode_unit(file: Path, group: int, number: int, rule: ValRule,
+                out_dir: Path) -> dict[str, SplitStats]:
+    """One row group of one shard, encoded into its own token files."""
+    doc_ids, texts = _valid(pq.ParquetFile(file).read_row_group(group,
+                                                                columns=["doc_id", "text"]))
+    return encode_part(_tokenizer(out_dir / TOKENIZER_DIR), texts,
+                       [rule.is_val(i) for i in doc_ids], part_files(out_dir, number))
+
+
+def _encode(cfg: Cfg, source: Path, out_dir: Path, plan: _Plan,
+            tokenizer: Tokenizer) -> dict[str, SplitStats]:
+    """Encode every row group as a task; join their files in order."""
+    from tqdm import tqdm
+
+    groups = [(file, g) for file in shard_files(source)
+              for g in range(pq.ParquetFile(file).metadata.num_row_groups)]
+    units = ({"file": file, "group": g, "number": n, "rule": plan.rule, "out_dir": out_dir}
+             for n, (file, g) in enumerate(groups))
+    stats = {split: SplitStats() for split in SPLITS}
+    with parallel.task_runner(cfg.runner) as runner:
+        for done in tqdm(parallel.map_ordered(runner, encode_unit, units,
+                                              4 * cfg.runner.workers),
+                         total=len(groups), desc="encode", unit="part"):
+            for split, part in done.items():
+                stats[split].add(part)
+    join_parts(tokenizer, out_dir, len(groups), stats)
+    return stats
 
 
 def _pieces(tokenizer: Tokenizer, text: str, limit: int = 40) -> str:
@@ -196,7 +237,9 @@ def _write_report(out_dir: Path, cfg: Cfg, tokenizer: Tokenizer,
         "",
         f"- Vocabulary: {vocab} ids (asked for {cfg.vocab_size}): 8 special tokens "
         f"(ids 0..7, `{BOS}` = {tokenizer.special_id(BOS)}), 256 byte tokens, {merges} merges.",
-        f"- Trained on {int(plan.train_sample.sum())} train documents; val documents are "
+        f"- Trained on {plan.sampled_docs} train documents "
+        f"({plan.sampled_bytes / 1e6:.2f} MB of {plan.train_bytes / 1e6:.2f} MB of train "
+        f"text; cap {cfg.max_train_bytes or 'none'}); val documents are "
         "never seen by the tokenizer, so val bytes/token measures held-out compression.",
         f"- Split by document id hash: val_fraction={cfg.val_fraction}, seed={cfg.seed}.",
         f"- Skipped rows (no doc_id or empty text): {plan.skipped}.",

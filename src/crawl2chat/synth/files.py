@@ -1,7 +1,8 @@
 """The inputs and the output file of ``crawl2chat synth``.
 
 In:  a topics file (UTF-8 text, one topic a line; blank lines and ``#`` comments skipped)
-     or the ``text`` stage's ``documents.parquet`` (doc_id, url, text).
+     or the ``text`` stage's output folder (its ``documents-*.parquet`` shards: doc_id,
+     url, text).
 Out: :class:`Seed` records, and :class:`Output`, the JSONL file conversations are appended
      to: it knows which jobs are done and which conversations it holds (by a hash of their
      normalized text), repairs a half-written last line, and appends whole lines only.
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import paths
 from crawl2chat.errors import InputError
 
 log = logging.getLogger("crawl2chat.synth")
@@ -72,13 +72,16 @@ def _passage(text: str, max_chars: int) -> str:
 
 
 def passage_seeds(path: Path, max_chars: int = 1200) -> list[Seed]:
-    """One seed per document of ``path`` (a ``text`` output folder or its
-    ``documents.parquet``) with at least ``MIN_PASSAGE_CHARS`` of text, in file order."""
+    """One seed per document of ``path`` (a ``text`` output folder, read shard by shard,
+    or one Parquet file) with at least ``MIN_PASSAGE_CHARS`` of text, in file order."""
     import pandas as pd
 
-    file = Path(path) / paths.TEXT_DOCUMENTS if Path(path).is_dir() else Path(path)
+    from crawl2chat.text.shards import read_frame
+
+    file = Path(path)
     try:
-        docs = pd.read_parquet(file, columns=["doc_id", "url", "text"])
+        docs = (read_frame(file, columns=["doc_id", "url", "text"]) if file.is_dir()
+                else pd.read_parquet(file, columns=["doc_id", "url", "text"]))
     except (OSError, ValueError, KeyError) as err:
         raise InputError(f"{file}: cannot read documents (need doc_id, url, text): {err}") \
             from err

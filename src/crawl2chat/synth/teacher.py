@@ -1,7 +1,7 @@
 """``crawl2chat synth``: a teacher model writes conversations from seed topics or passages.
 
 In:  seeds (synth/files.py: ``topic_seeds``, one topic a line; ``passage_seeds``, documents
-     of the ``text`` stage, ``data/text/documents.parquet``) and a teacher behind any
+     of the ``text`` stage, ``data/text/documents-*.parquet``) and a teacher behind any
      OpenAI-compatible ``POST {endpoint}/chat/completions`` (our own ``crawl2chat serve``
      included).
 Out: a messages-format JSONL file, one conversation a line, usable as an ``sft.data``

@@ -1,22 +1,25 @@
-"""The text stage's work units: slices of the crawl's shards, each filtered on its own.
+"""The text stage's work units: slices of the input, each filtered on its own.
 
-In: the crawl's index (``warc_file``, ``offset``, ``length`` per record, in crawl order)
-and the stage's settings. Out:
+In: the crawl's index (``warc_file``, ``offset``, ``length`` per record, in crawl order),
+the stage's settings and a work folder on disk. Out:
 
 - :func:`doc_steps` lists the steps that work on one document alone: extraction,
   language ID, Gopher repetition, Gopher quality, C4 and FineWeb, in order.
 - :func:`plan` cuts every shard into near-equal runs of consecutive records, at most
   ``chunk_records`` each, in crawl order. The cut depends on the index and
   ``chunk_records`` only, never on the worker count, so neither does the output.
-- :func:`filter_chunk` reads one slice's bytes, passes each page through the URL filter
-  and the per-document steps, and gives every survivor its exact-duplicate hash and
-  MinHash signature, so that only the cheap, order-dependent part of dedup is left
-  for the whole crawl. A step that raises on a page drops that page with the reason
-  ``<step>:error:<exception class>``, counted at that step like any drop; the slice
-  goes on, so one pathological page never ends the stage.
-- :func:`redact_chunk` removes PII from the kept pages of one slice.
+- :func:`filter_slice` reads one slice (anything with ``pages()``, a :class:`Slice`:
+  a :class:`Chunk` of WARC records or a :class:`~crawl2chat.text.sources.Slice` of
+  already extracted text, which skips the URL filter and extraction), passes each page
+  through the URL filter and the per-document steps, and writes the survivors to the
+  work folder (``survivors-NNNNN.parquet``) with their dedup keys (``hash-NNNNN.npy``:
+  exact hash words; ``sig-NNNNN.npy``: MinHash signatures), so that nothing of the
+  corpus passes through the stage's own process. It answers the slice's counts and its
+  removed pages without their text. A step that raises on a page drops that page with
+  the reason ``<step>:error:<exception class>``, counted at that step like any drop; the
+  slice goes on, so one pathological page never ends the stage.
 
-Both are plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
+Plain functions of picklable arguments (see :mod:`crawl2chat.parallel`).
 """
 
 from __future__ import annotations
@@ -24,24 +27,26 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crawl2chat.crawl.urlfilter import UrlFilter
 from crawl2chat.crawl.warc import ReadStats, iter_responses
+from crawl2chat.text import mix
 from crawl2chat.text.c4 import C4
-from crawl2chat.text.dedup import text_hash
+from crawl2chat.text.dedup import hash_words, text_hash
 from crawl2chat.text.extract import Extraction
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
 from crawl2chat.text.langid import Language
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.recipe import Cfg, kwargs
-from crawl2chat.text.sources import Slice, read_slice
+from crawl2chat.text.shards import DOC_SCHEMA
 from crawl2chat.text.steps import Doc, Step, StepStats, new_stats, run_steps
 
 log = logging.getLogger("crawl2chat.text")
@@ -49,7 +54,24 @@ log = logging.getLogger("crawl2chat.text")
 if TYPE_CHECKING:
     import pandas as pd
 
-    from crawl2chat.text.pii import PiiRedactor
+# a survivor's row in the work folder: the document, then what the later passes need
+SURVIVOR_SCHEMA = pa.schema([*DOC_SCHEMA, ("text_hash", pa.string()), ("tokens", pa.int64()),
+                             ("chars", pa.int64())])
+SAMPLE_SALT = b"sample"
+
+
+def work_file(work: Path, kind: str, number: int, ext: str = "npy") -> Path:
+    """A slice's file in the work folder: ``survivors-00003.parquet``, ``sig-00003.npy``."""
+    return work / f"{kind}-{number:05d}.{ext}"
+
+
+class Slice(Protocol):
+    """A unit of input: it yields its documents (raw HTML, or text for a text source,
+    which ``extracted`` marks: such pages skip the URL filter and extraction)."""
+
+    extracted: bool
+
+    def pages(self, in_dir: Path, read: ReadStats) -> list[Doc]: ...
 
 
 @dataclass(frozen=True)
@@ -60,25 +82,28 @@ class Chunk:
     start: int
     end: int
     records: int
+    extracted = False  # raw HTML: every step runs
 
-
-@dataclass
-class Outcome:
-    """One page after the per-document steps; ``text_hash``/``signature`` if it survived."""
-
-    doc: Doc
-    reason: str | None
-    text_hash: str = ""
-    signature: np.ndarray | None = None
+    def pages(self, in_dir: Path, read: ReadStats) -> list[Doc]:
+        path = in_dir / self.warc_file
+        with path.open("rb") as fh:
+            fh.seek(self.start)
+            blob = fh.read(self.end - self.start)
+        return [Doc(r.record_id.strip("<>"), r.url, self.warc_file,
+                    r.header("Content-Type") or "", r.payload, dump=r.dump, date=r.date)
+                for r in iter_responses(io.BytesIO(blob), read, name=str(path), base=self.start)]
 
 
 @dataclass
 class Filtered:
-    """What a slice gave: every page in record order, per-step counts, reader counts."""
+    """What a slice gave: counts, reader counts, its removed pages (no text), survivors,
+    and its lowest-ranked removed pages with their text (the inspection sample)."""
 
-    outcomes: list[Outcome]
     stats: dict[str, StepStats]
     read: ReadStats = field(default_factory=ReadStats)
+    removed: list[dict[str, str]] = field(default_factory=list)
+    kept: int = 0
+    sample: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 def doc_steps(cfg: Cfg) -> list[Step]:
@@ -104,15 +129,6 @@ def plan(index: pd.DataFrame, chunk_records: int) -> list[Chunk]:
     return chunks
 
 
-def _pages(path: Path, chunk: Chunk, read: ReadStats) -> list[Doc]:
-    with path.open("rb") as fh:
-        fh.seek(chunk.start)
-        blob = fh.read(chunk.end - chunk.start)
-    return [Doc(r.record_id.strip("<>"), r.url, chunk.warc_file, r.header("Content-Type") or "",
-                r.payload, dump=r.dump, date=r.date)
-            for r in iter_responses(io.BytesIO(blob), read, name=str(path), base=chunk.start)]
-
-
 class _Guarded:
     """A step whose exception on one page is that page's drop reason ``error:<kind>``."""
 
@@ -133,58 +149,77 @@ def _error(doc: Doc, step: str, err: Exception) -> str:
     return f"error:{type(err).__name__}"
 
 
-def filter_chunk(in_dir: Path | None, chunk: Chunk | Slice, cfg: Cfg,
-                 url_filter: UrlFilter | None) -> Filtered:
-    """The URL filter and per-document steps on one slice, plus dedup keys of survivors.
-    A :class:`~crawl2chat.text.sources.Slice` of already extracted text skips the URL
-    filter and extraction."""
+Ranked = list[tuple[int, dict[str, Any]]]
+
+
+def lowest(candidates: Ranked, n: int) -> Ranked:
+    """The ``n`` lowest-ranked of ``candidates`` (rank first; ties by doc_id)."""
+    return sorted(candidates, key=lambda c: (c[0], c[1]["doc_id"]))[:n]
+
+
+def filter_slice(source: Slice, number: int, in_dir: Path, cfg: Cfg,
+                 url_filter: UrlFilter | None, work: Path) -> Filtered:
+    """The URL filter and per-document steps on one slice; survivors and their dedup
+    keys to ``work``. A slice of already extracted text skips the URL filter and
+    extraction."""
     logging.getLogger("trafilatura").setLevel(logging.ERROR)  # it warns on every odd page
     read = ReadStats()
-    if isinstance(chunk, Slice):
-        docs = read_slice(chunk)
-        read.responses = len(docs)
+    docs = source.pages(in_dir, read)
+    if source.extracted:
         plain: list[Step] = [s for s in doc_steps(cfg) if s.name != "extract"]
     else:
-        assert in_dir is not None
-        docs = _pages(in_dir / chunk.warc_file, chunk, read)
         plain = ([url_filter] if url_filter is not None else []) + doc_steps(cfg)
     steps: list[Step] = [_Guarded(s) for s in plain]
     stats = new_stats([*(s.name for s in steps), "dedup"])
     hasher = MinHasher(**kwargs(cfg.dedup)) if "dedup" not in cfg.skip_steps else None
-    outcomes = []
+    out = Filtered(stats, read)
+    survivors: list[Doc] = []
+    gone: list[Doc] = []
+    hashes: list[str] = []
+    signatures = []
     for doc in docs:
         reason = run_steps(doc, steps, stats)
-        doc.html = b""  # removed pages are kept with their text, never their HTML
-        outcome = Outcome(doc, reason)
-        if reason is None and hasher is not None:
+        doc.html = b""
+        if reason is None:
             start = time.perf_counter()
             try:
-                outcome.text_hash = text_hash(doc.text)
-                outcome.signature = hasher.of_text(doc.text)
+                key = text_hash(doc.text)
+                signature = hasher.of_text(doc.text) if hasher is not None else None
             except Exception as err:  # the page goes, the slice stays
-                outcome.reason = stats["dedup"].count(doc, _error(doc, "dedup", err),
-                                                      doc.tokens())
+                reason = stats["dedup"].count(doc, _error(doc, "dedup", err), doc.tokens())
             stats["dedup"].seconds += time.perf_counter() - start
-        outcomes.append(outcome)
-    return Filtered(outcomes, stats, read)
+        if reason is not None:
+            out.removed.append({"doc_id": doc.doc_id, "url": doc.url, "reason": reason,
+                                "text_hash": _hash_or_empty(doc.text)})
+            gone.append(doc)
+            continue
+        survivors.append(doc)
+        hashes.append(key)
+        if signature is not None:
+            signatures.append(signature)
+    if cfg.keep_removed_sample and gone:
+        ranks = mix.ranks([d.doc_id for d in gone], SAMPLE_SALT)
+        out.sample = lowest([(int(r), {**row, "text": d.text}) for r, row, d in
+                             zip(ranks, out.removed, gone, strict=True)],
+                            cfg.keep_removed_sample)
+    table = pa.Table.from_pylist(
+        [{"doc_id": d.doc_id, "url": d.url, "warc_file": d.warc_file, "lang": d.lang,
+          "lang_score": d.lang_score, "text": d.text, "dump": d.dump, "date": d.date,
+          "text_hash": h, "tokens": d.tokens(), "chars": len(d.text)}
+         for d, h in zip(survivors, hashes, strict=True)], schema=SURVIVOR_SCHEMA)
+    pq.write_table(table, work_file(work, "survivors", number, "parquet"))
+    if hasher is not None:
+        np.save(work_file(work, "hash", number), hash_words(hashes))
+        sigs = (np.stack(signatures).astype(np.uint32) if signatures else
+                np.zeros((0, hasher.buckets, hasher.per_bucket), dtype=np.uint32))
+        np.save(work_file(work, "sig", number), sigs)
+    out.kept = len(survivors)
+    return out
 
 
-def redact_chunk(docs: list[Doc], pii: PiiRedactor,
-                 ) -> tuple[list[str], Counter[str], StepStats]:
-    """PII removed from one slice's kept pages: their texts, replacements per kind, and
-    the step's counts (it never drops). The NER reads the slice's texts in one batch."""
-    stats = StepStats("pii")
-    tokens_in = [doc.tokens() for doc in docs]
-    start = time.perf_counter()
-    done = pii.redact_many([doc.text for doc in docs], [doc.lang for doc in docs],
-                           [doc.url for doc in docs])
-    stats.seconds = time.perf_counter() - start
-    found: Counter[str] = Counter()
-    texts = []
-    for doc, tokens, (text, counts) in zip(docs, tokens_in, done, strict=True):
-        # a copy: with threads the stage's own page would change under it
-        redacted = replace(doc, text=text)
-        stats.count(redacted, None, tokens)
-        found.update(counts)
-        texts.append(text)
-    return texts, found, stats
+def _hash_or_empty(text: str) -> str:
+    """A removed page's text hash, or '' where its text cannot be hashed."""
+    try:
+        return text_hash(text)
+    except Exception:  # a page that broke hashing is already dropped for it
+        return ""

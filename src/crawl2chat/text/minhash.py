@@ -1,11 +1,13 @@
 """MinHash near-duplicate detection as FineWeb runs it: word 5-grams, 14 bands x 8 hashes.
 
-In: document texts in crawl order. Out: :class:`MinHashDedup` answers, per document,
-None (first of its cluster: kept) or ``minhash`` (it shares a band with an earlier
-document). Two documents with Jaccard similarity ``s`` of their 5-gram sets collide
-with probability ``1 - (1 - s**8)**14`` (56% at 0.7, 77% at 0.75, 92% at 0.8, 98.8% at
-0.85). Every signature is indexed, dropped ones too, so a chain of near-copies is one
-cluster as in FineWeb's union-find step, whose first member is kept.
+In: document texts in crawl order. Out: :class:`MinHasher` gives each a signature
+(``buckets`` bands of ``per_bucket`` values); :func:`band_rows` turns one band of many
+signatures into rows for :func:`crawl2chat.text.dedup.later_copies`. A document is a
+near-duplicate (``minhash``) when it shares a band with an earlier one. Two
+documents with Jaccard similarity ``s`` of their 5-gram sets collide with probability
+``1 - (1 - s**8)**14`` (56% at 0.7, 77% at 0.75, 92% at 0.8, 98.8% at 0.85). Every
+signature counts, dropped ones too, so a chain of near-copies is one cluster as in
+FineWeb's union-find step, whose first member is kept.
 
 Hashing: each shingle gets a 32-bit xxhash; the ``buckets*per_bucket`` hash functions
 are ``(a*h + b) mod (2**61 - 1)`` truncated to 32 bits, with ``a``, ``b`` drawn from a
@@ -16,7 +18,7 @@ seeded generator, so the signature is the same on every machine and run. With 32
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import xxhash
@@ -62,26 +64,11 @@ class MinHasher(DedupCfg):
         return self.of_hashes(hashes)
 
 
-@dataclass
-class MinHashDedup:
-    """The LSH index: one table per band, band bytes -> first document id."""
-
-    hasher: MinHasher = field(default_factory=MinHasher)
-    name: str = "dedup"
-
-    def __post_init__(self) -> None:
-        self._bands: list[dict[bytes, str]] = [{} for _ in range(self.hasher.buckets)]
-
-    def check_signature(self, doc_id: str, signature: np.ndarray) -> str | None:
-        """None if no earlier document shares a band; index the signature either way."""
-        duplicate = False
-        for table, band in zip(self._bands, signature, strict=True):
-            key = band.tobytes()
-            if key in table:
-                duplicate = True
-            else:
-                table[key] = doc_id
-        return "minhash" if duplicate else None
-
-    def check(self, doc_id: str, text: str) -> str | None:
-        return self.check_signature(doc_id, self.hasher.of_text(text))
+def band_rows(signatures: np.ndarray, rows_at: np.ndarray, band: int) -> np.ndarray:
+    """One band of each signature as uint64 key words, the position last: the rows
+    :func:`crawl2chat.text.dedup.later_copies` resolves (two documents collide in a band
+    when all ``per_bucket`` values agree, so packing them keeps equality exact)."""
+    values = np.ascontiguousarray(signatures[:, band, :], dtype=np.uint32)
+    if values.shape[1] % 2:
+        values = np.pad(values, ((0, 0), (0, 1)))
+    return np.column_stack([values.view(np.uint64), rows_at])

@@ -183,6 +183,9 @@ class Cfg:
     source: SourceCfg | None = None  # already extracted text (FineWeb-style) instead of the crawl
     chunk_records: int = 64  # crawl records per task; fixed units keep the output fixed
     skip_steps: list[str] = field(default_factory=list)  # step names to switch off
+    shard_rows: int = 10_000  # kept / removed documents per output shard
+    keep_removed_sample: int = 0  # removed pages kept with their (PII-redacted) text
+    dedup_sort_rows: int = 2_000_000  # dedup keys sorted in memory at once (bounds memory)
     url: UrlCfg = field(default_factory=UrlCfg)
     gopher_rep: GopherRepCfg = field(default_factory=GopherRepCfg)
     gopher_quality: GopherQualityCfg = field(default_factory=GopherQualityCfg)
@@ -222,8 +225,9 @@ class Cfg:
         if unknown_steps:
             raise ConfigError(f"text.skip_steps: unknown {sorted(unknown_steps)}; "
                               f"steps: {list(ORDER)}")
-        for name in ("min_chars", "max_html_bytes", "chunk_records"):
-            if getattr(self, name) < (0 if name == "min_chars" else 1):
+        for name in ("min_chars", "max_html_bytes", "chunk_records", "shard_rows",
+                     "keep_removed_sample", "dedup_sort_rows"):
+            if getattr(self, name) < (0 if name in ("min_chars", "keep_removed_sample") else 1):
                 raise ConfigError(f"text.{name}: too small: {getattr(self, name)}")
 
     def _language_values(self, lang: str) -> dict[str, dict[str, Any]]:

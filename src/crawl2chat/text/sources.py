@@ -25,11 +25,14 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.text.steps import Doc
+
+if TYPE_CHECKING:
+    from crawl2chat.crawl.warc import ReadStats
 
 KINDS = ("parquet", "disk", "hf")
 FINEWEB_COLUMNS = ("text", "id", "dump", "url", "date", "file_path", "language",
@@ -78,6 +81,13 @@ class Slice:
     stop: int
     rows: int
     source: SourceCfg
+    extracted = True  # text already: the URL filter and extraction are skipped
+
+    def pages(self, in_dir: Path, read: ReadStats) -> list[Doc]:
+        """The slice's rows (``in_dir`` is unused: the source names its own files)."""
+        docs = read_slice(self)
+        read.responses += len(docs)
+        return docs
 
 
 def parquet_files(cfg: SourceCfg) -> list[Path]:

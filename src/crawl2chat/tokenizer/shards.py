@@ -1,9 +1,12 @@
 """Token shards: documents encoded into flat ``train.bin`` / ``val.bin`` arrays.
 
-In: a :class:`Tokenizer` and batches of documents (text + whether the document is
-held out). Out, in one folder: ``train.bin`` and ``val.bin`` (raw arrays, uint16 when
-every id fits, else uint32; each document is ``<|bos|>`` followed by its tokens) and
+In: a :class:`Tokenizer` and units of documents (text + whether the document is held
+out). Out, in one folder: ``train.bin`` and ``val.bin`` (raw arrays, uint16 when every
+id fits, else uint32; each document is ``<|bos|>`` followed by its tokens) and
 ``meta.json`` (dtype, vocab size, token / document / byte counts per split).
+:func:`encode_part` encodes one unit into files of its own (units run in parallel, in
+any order); :func:`join_parts` concatenates them in unit order, so the result is the
+same as one writer going through every document in order.
 :func:`open_split` maps a split back into memory without reading it.
 
 The split is by document (a salted hash of ``doc_id``), so no document, and no
@@ -14,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from crawl2chat.errors import InputError
 from crawl2chat.tokenizer.special import BOS
@@ -28,6 +31,7 @@ from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 SPLITS: tuple[str, ...] = ("train", "val")
 META_FILE = "meta.json"
+PARTS_DIR = "parts"  # the encoding units' files until they are joined
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -41,19 +45,43 @@ def split_hash(doc_id: str, seed: int) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def assign_val(hashes: np.ndarray, val_fraction: float) -> np.ndarray:
+@dataclass
+class ValRule:
     """Which documents are held out: those whose hash is below ``val_fraction``.
 
     With two or more documents neither split is left empty: the lowest hash goes to
-    val, the highest to train, so tiny runs still have something to validate on.
+    val, the highest to train, so tiny runs still have something to validate on. Built
+    from one pass over the ids (:meth:`from_ids`), it keeps two ids, not one per document.
     """
-    is_val = hashes < val_fraction
-    if len(hashes) >= 2:
-        if not is_val.any():
-            is_val[np.argmin(hashes)] = True
-        if is_val.all():
-            is_val[np.argmax(hashes)] = False
-    return is_val
+
+    val_fraction: float
+    seed: int
+    force_val: str | None = None
+    force_train: str | None = None
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[str], val_fraction: float, seed: int) -> ValRule:
+        count = held = 0
+        low: tuple[float, str] | None = None
+        high: tuple[float, str] | None = None
+        for doc_id in ids:
+            h = split_hash(doc_id, seed)
+            count += 1
+            held += h < val_fraction
+            low = (h, doc_id) if low is None or h < low[0] else low
+            high = (h, doc_id) if high is None or h > high[0] else high
+        rule = cls(val_fraction, seed)
+        if count >= 2 and low is not None and high is not None:
+            rule.force_val = low[1] if held == 0 else None
+            rule.force_train = high[1] if held == count else None
+        return rule
+
+    def is_val(self, doc_id: str) -> bool:
+        if doc_id == self.force_val:
+            return True
+        if doc_id == self.force_train:
+            return False
+        return split_hash(doc_id, self.seed) < self.val_fraction
 
 
 @dataclass
@@ -62,6 +90,11 @@ class SplitStats:
     tokens: int = 0  # <|bos|> included
     text_bytes: int = 0  # UTF-8 bytes of the documents' text
 
+    def add(self, other: SplitStats) -> None:
+        self.documents += other.documents
+        self.tokens += other.tokens
+        self.text_bytes += other.text_bytes
+
     @property
     def bytes_per_token(self) -> float:
         """Compression: text bytes per token, the <|bos|> tokens not counted."""
@@ -69,39 +102,50 @@ class SplitStats:
         return self.text_bytes / content if content else 0.0
 
 
-def write_shards(tokenizer: Tokenizer, batches: Iterable[tuple[list[str], Sequence[bool]]],
-                 folder: Path, total_documents: int | None = None) -> dict[str, SplitStats]:
-    """Encode every batch of (texts, is_val) into ``folder``/{train,val}.bin + meta.json."""
+def part_files(folder: Path, number: int) -> dict[str, Path]:
+    """One encoding unit's token files, per split, in ``folder``/parts."""
+    return {split: folder / PARTS_DIR / f"{split}-{number:05d}.bin" for split in SPLITS}
+
+
+def encode_part(tokenizer: Tokenizer, texts: Sequence[str], is_val: Sequence[bool],
+                files: dict[str, Path]) -> dict[str, SplitStats]:
+    """Encode one unit's documents (in order) into its ``files``, one per split."""
     dtype = dtype_for(tokenizer.vocab_size)
     bos = tokenizer.special_id(BOS)
     stats = {split: SplitStats() for split in SPLITS}
-    files = {split: (folder / f"{split}.bin").open("wb") for split in SPLITS}
-    try:
-        with tqdm(total=total_documents, desc="encode", unit="doc") as bar:
-            for texts, is_val in batches:
-                flat: dict[str, list[int]] = {split: [] for split in SPLITS}
-                for text, ids, val in zip(texts, tokenizer.encode_batch(texts), is_val,
-                                          strict=True):
-                    split = "val" if val else "train"
-                    flat[split].append(bos)
-                    flat[split].extend(ids)
-                    stats[split].documents += 1
-                    stats[split].text_bytes += len(text.encode())
-                for split, ids in flat.items():
-                    if ids:
-                        np.asarray(ids, dtype=dtype).tofile(files[split])
-                        stats[split].tokens += len(ids)
-                bar.update(len(texts))
-    finally:
-        for file in files.values():
-            file.close()
-    meta: dict[str, Any] = {"dtype": dtype.name, "vocab_size": tokenizer.vocab_size,
-                            "bos_id": bos}
+    flat: dict[str, list[int]] = {split: [] for split in SPLITS}
+    for text, ids, val in zip(texts, tokenizer.encode_batch(list(texts)), is_val, strict=True):
+        split = "val" if val else "train"
+        flat[split].append(bos)
+        flat[split].extend(ids)
+        stats[split].documents += 1
+        stats[split].text_bytes += len(text.encode())
+    for split, ids in flat.items():
+        files[split].parent.mkdir(parents=True, exist_ok=True)
+        np.asarray(ids, dtype=dtype).tofile(files[split])
+        stats[split].tokens = len(ids)
+    return stats
+
+
+def join_parts(tokenizer: Tokenizer, folder: Path, parts: int,
+               stats: dict[str, SplitStats]) -> None:
+    """``folder``/{train,val}.bin from the units' files in unit order (then removed),
+    and meta.json: the same bytes as one writer encoding every document in order."""
+    for split in SPLITS:
+        with (folder / f"{split}.bin").open("wb") as out:
+            for number in range(parts):
+                part = part_files(folder, number)[split]
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 24)
+                part.unlink()
+    shutil.rmtree(folder / PARTS_DIR, ignore_errors=True)
+    meta: dict[str, Any] = {"dtype": dtype_for(tokenizer.vocab_size).name,
+                            "vocab_size": tokenizer.vocab_size,
+                            "bos_id": tokenizer.special_id(BOS)}
     for split, s in stats.items():
         meta |= {f"{split}_{key}": value for key, value in asdict(s).items()}
         meta[f"{split}_bytes_per_token"] = round(s.bytes_per_token, 4)
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    return stats
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
