@@ -245,13 +245,7 @@ def sweep_leftovers(out_dir: Path) -> list[Path]:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # an earlier attempt of this very process: stale as well
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
+    return orphans.alive(pid)
 
 
 # a full disk, a quota, a read-only or unwritable folder, a file-size limit, a file in the way
