@@ -31,6 +31,7 @@ from crawl2chat.crawl.warc_stream import iter_stream_responses
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.stages import crawl, text
+from crawl2chat.text.shards import read_frame
 
 CRAWL = "CC-MAIN-2024-10"
 FAST = HttpCfg(retries=3, backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)
@@ -295,7 +296,7 @@ def test_dump_and_date_reach_the_text_stages_documents(tmp_path):
     cfg = text.Cfg(runner=RunnerCfg("threads", 1), min_chars=10, skip_steps=[
         "lang", "gopher_rep", "gopher_quality", "c4", "fineweb", "mix", "pii"])
     text.run(cfg, tmp_path / "crawl", tmp_path / "text")
-    docs = pd.read_parquet(tmp_path / "text" / text.DOCUMENTS).set_index("url")
+    docs = read_frame(tmp_path / "text").set_index("url")
     assert docs.loc["https://site1.example/1", ["dump", "date"]].tolist() == [
         CRAWL, "2024-02-21T10:00:01Z"]
     assert docs.loc["https://own.example/a", ["dump", "date"]].tolist() == [
