@@ -27,8 +27,9 @@ from prefect.flow_engine import run_flow
 from prefect.states import Pending, Running, State
 
 from crawl2chat import paths
+from crawl2chat.artifacts import publish_artifacts
 from crawl2chat.errors import Crawl2chatError
-from crawl2chat.runner import execute, publish_artifacts
+from crawl2chat.runner import execute
 
 # the pipeline's flow-run id, handed through `dvc repro` to each stage process
 PARENT_ENV = "CRAWL2CHAT_PARENT_FLOW_RUN"

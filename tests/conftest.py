@@ -2,7 +2,8 @@
 
 Run state (MLflow store, Prefect home) goes to a temp folder, offline. Fixtures: stage
 configs composed from ``conf/`` (``stage_cfg``), a tiny tokenizer, tiny GPTs, token
-streams and a tokens stage output folder."""
+streams, a tokens stage output folder, small projects (``conf/`` only, or one bundled WARC
+to crawl) and a folder served on loopback."""
 
 from __future__ import annotations
 
@@ -14,16 +15,22 @@ _STATE = Path(tempfile.mkdtemp(prefix="crawl2chat-tests-"))
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
 os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
 
+import functools  # noqa: E402
 import importlib  # noqa: E402
 import random  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
-from crawl2chat import config, runtime  # noqa: E402
+from crawl2chat import config, paths, runtime  # noqa: E402
 from crawl2chat.model.gpt import GPT, GPTConfig  # noqa: E402
 from crawl2chat.tokenizer.shards import encode_part, join_parts, part_files  # noqa: E402
 from crawl2chat.tokenizer.tokenizer import Tokenizer  # noqa: E402
@@ -91,3 +98,57 @@ def tokens_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         part_files(out, 0))
     join_parts(tokenizer, out, 1, stats)
     return out
+
+
+DEMO_WARC = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
+"""One bundled WARC file, for stages that need a real crawl to read."""
+
+
+@pytest.fixture()
+def conf_project(tmp_path: Path) -> Path:
+    """A project folder holding a copy of ``conf/`` and an empty ``dvc.yaml``."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    return tmp_path
+
+
+def crawl_project(root: Path, max_records: int = 5) -> Path:
+    """Make ``root`` a project whose crawl stage reads ``max_records`` records of
+    :data:`DEMO_WARC`, copied into ``root/warc`` and named relative to the project."""
+    (root / "warc").mkdir(parents=True)
+    shutil.copy(DEMO_WARC, root / "warc" / DEMO_WARC.name)
+    params = {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": max_records}}
+    (root / paths.PARAMS_FILE).write_text(yaml.safe_dump(params))
+    return root
+
+
+@contextmanager
+def serving(folder: Path) -> Iterator[str]:
+    """Serve ``folder``'s files over HTTP on loopback; yields ``host:port``."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def crawl_over_http(tmp_path: Path, url_of: Callable[[str], str]) -> tuple[Path, str]:
+    """Run the crawl stage of a new project in ``tmp_path/project`` on 5 records of
+    :data:`DEMO_WARC` served on loopback; ``url_of("host:port/name")`` spells the URL the
+    project names. Returns the project and that URL."""
+    from crawl2chat.runner import execute
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(DEMO_WARC, served / DEMO_WARC.name)
+    project = tmp_path / "project"
+    project.mkdir()
+    with serving(served) as host:
+        url = url_of(f"{host}/{DEMO_WARC.name}")
+        (project / paths.PARAMS_FILE).write_text(
+            yaml.safe_dump({"crawl": {"sources": [url], "max_records": 5}}))
+        execute("crawl", project)
+    return project, url

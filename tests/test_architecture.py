@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runner", "audit"),
     ("quality",),
     ("stages",),
-    ("serve", "synth", "chat_eval", "report", "release"),
+    ("serve", "synth", "chat_eval", "report", "release", "artifacts"),
     ("chat",),
     ("model", "text"),
     ("crawl", "tokenizer"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,10 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "conf", tmp_path / "conf")
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    return tmp_path
+def project(conf_project: Path) -> Path:
+    return conf_project
 
 
 def test_every_preset_composes_with_one_section_per_stage(project: Path) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "conf", tmp_path / "conf")
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    return tmp_path
+def project(conf_project: Path) -> Path:
+    return conf_project
 
 
 def _compose(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

@@ -4,12 +4,11 @@ in its MLflow run, passed or failed; ``$CRAWL2CHAT_KEEP_FAILED`` keeps a failed 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
+from conftest import crawl_project
 
 from crawl2chat import paths
 from crawl2chat.errors import GateFailed
@@ -24,12 +23,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose crawl stage reads 5 records of one bundled WARC file."""
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "CRAWL2CHAT_ROOT", KEEP_FAILED_ENV):
         monkeypatch.delenv(name, raising=False)
-    (tmp_path / "warc").mkdir()
-    source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
-    shutil.copy(source, tmp_path / "warc" / source.name)
-    params = {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 5}}
-    (tmp_path / paths.PARAMS_FILE).write_text(yaml.safe_dump(params))
-    return tmp_path
+    return crawl_project(tmp_path)
 
 
 def _artifacts(run_id: str) -> set[str]:

@@ -16,13 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pytest
+from chromium import headless_chromium, needs_chromium
 from mlflow.entities import Metric, RunTag
 
 from crawl2chat import paths
@@ -74,7 +73,6 @@ def install(root: Path, tracking_uri: str, pipeline_run: str | None) -> dict[str
     return ids | {"pipeline": parent}
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RUN = "fixture-run-1"
 
 
@@ -145,64 +143,19 @@ def test_stage_runs_nested_under_a_pipeline_mlflow_run_are_found_by_its_id(
     assert text.count("<td>rebuilt</td>") == len(REBUILT)
 
 
-class _DevTools:
-    """A minimal Chrome DevTools Protocol client that keeps the events it sees."""
-
-    def __init__(self, url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws, self.last, self.events = connect(url, max_size=None), 0, []
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        self.last += 1
-        message: dict[str, Any] = {"id": self.last, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        self.ws.send(json.dumps(message))
-        while True:
-            reply = json.loads(self.ws.recv(timeout=30))
-            if reply.get("id") == self.last:
-                assert "error" not in reply, reply
-                return dict(reply["result"])
-            if "method" in reply:
-                self.events.append(reply)
-
-    def evaluate(self, session: str, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", session, expression=expression,
-                           returnByValue=True, awaitPromise=True)
-        return result["result"].get("value")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs a `chromium` binary (Debian: apt-get "
-                    "install chromium)")
+@needs_chromium
 def test_the_page_renders_in_headless_chromium_with_every_chart_and_no_error(
         project: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     root, _ = project
     _report(root, "--run", RUN, "-o", str(tmp_path / "card.html"))
-    profile = tmp_path / "chromium"
-    browser = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = profile / "DevToolsActivePort"  # chromium writes its port and path here
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and len(port_file.read_text().split()) == 2):
-            assert browser.poll() is None and time.monotonic() < deadline, "no DevTools port"
-            time.sleep(0.05)
-        port, path = port_file.read_text().split()
-        tools = _DevTools(f"ws://127.0.0.1:{port}{path}")
-        target = tools.call("Target.createTarget", url="about:blank")["targetId"]
-        page = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    with headless_chromium(tmp_path / "chromium") as tools:
+        page = tools.open_page("about:blank")
         for domain in ("Runtime", "Log", "Network", "Page"):
             tools.call(f"{domain}.enable", page)
         tools.call("Emulation.setDeviceMetricsOverride", page, width=1100, height=900,
                    deviceScaleFactor=1, mobile=False)
         tools.call("Page.navigate", page, url=(tmp_path / "card.html").as_uri())
-        deadline = time.monotonic() + 30
-        while tools.evaluate(page, "document.readyState") != "complete":
-            assert time.monotonic() < deadline, "the page never finished loading"
-            time.sleep(0.05)
+        tools.wait_for(page, "document.readyState", "complete")
         widths = tools.evaluate(page, "[...document.images].map(i => i.complete && "
                                       "i.naturalWidth)")
         headings = tools.evaluate(page, "[...document.querySelectorAll('h2')]"
@@ -210,10 +163,6 @@ def test_the_page_renders_in_headless_chromium_with_every_chart_and_no_error(
         shot = tools.call("Page.captureScreenshot", page, format="png",
                           captureBeyondViewport=True)
         (tmp_path / "report.png").write_bytes(base64.b64decode(shot["data"]))
-        tools.ws.close()
-    finally:
-        browser.terminate()
-        browser.wait(timeout=15)
     assert len(widths) == 6 and all(w and w > 0 for w in widths), widths
     assert headings[:3] == ["Stages", "Data funnel", "Removal reasons"], headings
     errors = [e for e in tools.events

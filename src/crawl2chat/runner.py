@@ -7,13 +7,11 @@ then swap the temporary folder into place (so an interrupted or failed stage nev
 leaves a half output for DVC to cache), write the DVC metrics file and close the
 MLflow run that records all of it. The gate's results (``quality/``) go to MLflow passed
 or failed; with ``$CRAWL2CHAT_KEEP_FAILED`` set a failed run's folder is kept as
-``NAME.failed`` for inspection. ``publish_artifacts`` shows a finished stage's report
-and metrics in the Prefect UI.
+``NAME.failed`` for inspection.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import json
 import logging
@@ -144,39 +142,6 @@ def _log_quality_results(folder: Path) -> None:
     results = folder / RESULTS_DIR
     if results.is_dir() and mlflow.active_run() is not None:
         mlflow.log_artifacts(str(results), artifact_path=RESULTS_DIR)
-
-
-def publish_artifacts(stage: str, root: Path | None = None) -> None:
-    """The stage's ``report.md`` as a Prefect markdown artifact and its DVC metrics as a
-    table artifact, on the current flow run (Prefect shows them in the run's Artifacts)."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    root = (root or paths.project_root()).resolve()
-    report = paths.stage_output(stage, root) / paths.REPORT
-    if report.is_file():
-        create_markdown_artifact(inline_images(report.read_text(), report.parent),
-                                 key=f"{stage}-report", description=f"report.md of stage {stage}")
-    metrics_file = paths.metrics_file(stage, root)
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
-        create_table_artifact([{"metric": k, "value": v} for k, v in sorted(metrics.items())],
-                              key=f"{stage}-metrics", description=f"metrics of stage {stage}")
-
-
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s:]+\.png)\)")
-
-
-def inline_images(markdown: str, folder: Path) -> str:
-    """``markdown`` with its PNG images of ``folder`` as data URIs: an artifact has no folder
-    beside it, so a relative image would not load."""
-    def embed(found: re.Match[str]) -> str:
-        file = folder / found[2]
-        if not file.is_file():
-            return found[0]
-        data = base64.b64encode(file.read_bytes()).decode()
-        return f"![{found[1]}](data:image/png;base64,{data})"
-
-    return _IMAGE.sub(embed, markdown)
 
 
 def _upstream_input(in_dir: Path) -> dict[str, str]:

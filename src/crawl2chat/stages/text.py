@@ -39,6 +39,7 @@ any runner and worker count.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import replace
@@ -164,6 +165,11 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         crawl_slices, hosts = _plan(in_dir, cfg.chunk_records)
         slices = list(crawl_slices)
         url_filter = _url_filter(cfg, hosts)
+    unread = cfg.pii.names_unread(cfg.shares)
+    if unread:
+        logging.getLogger(__name__).warning(
+            "text.pii: no NER model for %s in text.pii.ner_models: person names in them "
+            "stay", ", ".join(unread))
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
     try:
         # a text source's slices name their own files: in_dir is then never read

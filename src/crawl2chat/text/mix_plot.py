@@ -50,16 +50,21 @@ def plot_mix(out_dir: Path, target: Mapping[str, float], achieved: Mapping[str, 
 
 
 def filter_lines(cfg: Any) -> list[str]:
-    """Markdown: per configured language, its thresholds, stop words and tokenizer."""
+    """Markdown: per configured language, its thresholds, stop words, tokenizer and the
+    NER model that finds person names in it."""
     from crawl2chat.text.languages import stop_words
     from crawl2chat.text.words import tokenizer_name
 
-    lines = ["| language | thresholds | stop words | words cut by |", "|---|---|---|---|"]
+    lines = ["| language | thresholds | stop words | words cut by | person names |",
+             "|---|---|---|---|---|"]
     for lang in cfg.shares:
+        ner = cfg.pii.ner_models.get(lang)
+        names = (f"spaCy {ner}" if ner else "not looked for (no model)") \
+            if cfg.pii.persons else "off"
         own = cfg.gopher_quality.stop_words.get(lang)
         stops = (f"{len(own)} (config)" if own else
                  f"{len(stop_words(lang))} ({'Gopher' if lang == 'en' else 'spaCy'})"
                  if stop_words(lang) else "none: rule skipped")
         lines.append(f"| {lang} | {cfg.threshold_source[lang]} | {stops} | "
-                     f"{tokenizer_name(lang)} |")
+                     f"{tokenizer_name(lang)} | {names} |")
     return lines

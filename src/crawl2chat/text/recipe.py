@@ -12,6 +12,7 @@ Each step extends its settings class with what it does (``GopherRepetition`` is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -159,6 +160,11 @@ class PiiCfg:
         if self.name_min_words < 1 or self.chunk_chars < 200:
             raise ConfigError("text.pii: name_min_words must be >= 1 and chunk_chars >= 200, "
                               f"got {self.name_min_words} and {self.chunk_chars}")
+
+    def names_unread(self, languages: Iterable[str]) -> list[str]:
+        """Those of ``languages`` whose person names stay: no NER model is configured."""
+        return sorted(lang for lang in languages
+                      if self.persons and lang not in self.ner_models)
 
 
 @dataclass
