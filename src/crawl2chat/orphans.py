@@ -35,13 +35,19 @@ def claim() -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: not gone, and not a zombie (dead, its exit status not
+    yet collected: an init that never reaps keeps killed orphans so)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # another user's live process
-    return True
+        pass  # another user's process
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux), or gone meanwhile
+        return True
+    return state != "Z"
 
 
 def fail_dead_runs(experiment: str) -> list[str]:
