@@ -23,7 +23,7 @@ from stagekill import kill_when, leftovers, run_of, start, status, still_running
 
 from crawl2chat import config, paths
 from crawl2chat.model.checkpoint import save_model
-from crawl2chat.model.config import TRAIN_LOG
+from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG
 from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.runner import execute
 from crawl2chat.text.shards import DOCUMENTS, shard_name
@@ -36,8 +36,8 @@ BASE = ("experiment=smoke", "base.model.n_embd=32", "base.model.block_size=32",
         "base.train.checkpoint_every=4", "base.train.progress_bar=false",
         "base.prompts=['A']", "base.sample_tokens=4", "base.eval.memorise_docs=0",
         "base.model.dropout=0.1")
-# 24 pages in slices of 8: the real runner (two worker processes), three slices
-TEXT = ("experiment=smoke", "text.chunk_records=8")
+# 16 pages in two slices of 8, on the real runner (a worker process: the kill leaves it)
+TEXT = ("experiment=smoke", "text.chunk_records=8", "text.runner.workers=1")
 SFT = ("experiment=smoke", "sft.max_conversations=120", "sft.min_train_conversations=50",
        "sft.train.max_steps=12", "sft.train.warmup_steps=2", "sft.train.eval_every=6",
        "sft.train.log_every=2", "+sft.train.deterministic=true", "sft.train.progress_bar=false",
@@ -73,10 +73,10 @@ def _tokens_project(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def crawl_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A crawl stage output of the first 24 pages of the bundled sample."""
-    root = _crawl_project(tmp_path_factory.mktemp("crawl24"))
+    """A crawl stage output of the first 16 pages of the bundled sample."""
+    root = _crawl_project(tmp_path_factory.mktemp("crawl16"))
     (root / paths.PARAMS_FILE).write_text(yaml.safe_dump(
-        {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 24}}))
+        {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 16}}))
     execute("crawl", root)
     return paths.stage_output("crawl", root)
 
@@ -150,8 +150,9 @@ def uninterrupted(projects: dict[str, Callable[[Path], Path]],
 
 
 def _progress(stage: str, tmp: Callable[[], list[Path]], rng: random.Random
-              ) -> Callable[[], bool]:
-    """A seeded point of ``stage``'s progress, as what its temporary folder holds."""
+              ) -> tuple[Callable[[], bool], float]:
+    """A seeded point of ``stage``'s progress, as what its temporary folder holds, and a
+    seeded wait after it."""
     def holds(pattern: str, lines: int = 0) -> Callable[[], bool]:
         def check() -> bool:
             found = [f for t in tmp() for f in t.glob(pattern)]
@@ -161,10 +162,12 @@ def _progress(stage: str, tmp: Callable[[], list[Path]], rng: random.Random
 
     if stage == "text":  # filtered a slice; resolved dedup; decided the mix; writing shards
         return holds(rng.choice([".work-*/survivors-00000.parquet", ".work-*/dedup-00000.npy",
-                                 ".work-*/keep-00000.npy", "documents-*.parquet"]))
-    if stage == "sft":  # n lines of training log, or trained and evaluating
-        return rng.choice([holds(TRAIN_LOG, rng.randint(1, 5)), holds("model.safetensors")])
-    return lambda: bool(tmp())
+                                 ".work-*/keep-00000.npy", "documents-*.parquet"])), \
+            rng.uniform(0.0, 0.3)
+    if stage == "sft":  # n lines of training log, or trained (loss curve drawn), evaluating
+        return rng.choice([holds(TRAIN_LOG, rng.randint(1, 5)), holds(LOSS_CURVE)]), \
+            rng.uniform(0.0, 0.3)
+    return (lambda: bool(tmp())), rng.uniform(0.0, 1.0)  # anywhere in a short stage
 
 
 @pytest.mark.slow
@@ -181,8 +184,8 @@ def test_a_stage_killed_anywhere_reruns_to_the_same_output(
     root = projects[stage](tmp_path)
     out = paths.stage_output(stage, root)
     rng = random.Random(seed)
-    ready = _progress(stage, lambda: list(out.parent.glob(f"{out.name}.tmp-*")), rng)
-    killed, started = kill_when(start(stage, root), ready, rng.uniform(0.0, 1.0))
+    ready, wait = _progress(stage, lambda: list(out.parent.glob(f"{out.name}.tmp-*")), rng)
+    killed, started = kill_when(start(stage, root), ready, wait)
     assert not out.exists() or _data(out, stage) == expected  # never a partial output
     assert status(killed) == "RUNNING"  # nothing in the killed process could end it
     execute(stage, root)
