@@ -103,7 +103,7 @@ def test_dvc_repro_after_a_killed_stage_caches_only_the_complete_output(
                              stderr=subprocess.STDOUT)
     killed, started = kill_when(
         repro, lambda: any(out.parent.glob(f"{out.name}.tmp-*/crawl-*.warc.gz")),
-        rng.uniform(0.0, 1.0), pid=lambda: _stage_pid(repro.pid))
+        rng.uniform(0.0, 0.5), pid=lambda: _stage_pid(repro.pid))
     repro.wait(timeout=300)
     log.close()
     said = (tmp_path / "repro.log").read_text()

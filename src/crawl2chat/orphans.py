@@ -103,9 +103,10 @@ def _owner(pid_dir: Path) -> int | None:
     return None
 
 
-def stop_orphans(proc: Path = Path("/proc")) -> list[int]:
+def stop_orphans() -> list[int]:
     """SIGKILL this host's processes whose owning stage process is gone; return their pids.
     Reads ``/proc`` (Linux); where there is none, nothing is found."""
+    proc = Path("/proc")
     if not proc.is_dir():
         return []
     spared = {os.getpid(), os.getppid()}
