@@ -1,102 +1,53 @@
-"""Stages (crawl, tokens, base) killed with SIGKILL at a random point (seeded), then run
-again: the output equals an uninterrupted run's, nothing partial is left beside it, and the
-killed attempt's MLflow run is marked FAILED. Base training killed after a checkpoint, and
-in the middle of writing one, resumes to bit-identical weights."""
+"""Stages killed with SIGKILL at a random point (seeded), each once it has made real
+progress, then run again: the output equals an uninterrupted run's, nothing partial is left
+beside it, the processes the killed attempt started are gone, and its MLflow run is marked
+FAILED. Base training killed after a checkpoint, and in the middle of writing one, resumes
+to bit-identical weights. (The same through ``dvc repro``: test_kill_dvc.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import documents
-from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
+from stagekill import kill_when, leftovers, run_of, start, status, still_running
 
-from crawl2chat import config, lineage, paths
-from crawl2chat.orphans import PID_TAG
+from crawl2chat import config, paths
+from crawl2chat.model.checkpoint import save_model
+from crawl2chat.model.config import LOSS_CURVE, TRAIN_LOG
+from crawl2chat.model.gpt import GPT, GPTConfig
 from crawl2chat.runner import execute
 from crawl2chat.text.shards import DOCUMENTS, shard_name
+from crawl2chat.tokenizer.tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-CHILD = """
-import os, signal, sys
-from pathlib import Path
-stage, root, kill_in_write = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "1"
-if kill_in_write:  # the process dies half-way through writing its second checkpoint
-    from fsspec.implementations import local
-    seen = []
-    def dying_write(self, data):
-        if str(self.path).endswith("last.ckpt"):
-            seen.append(1)
-            if len(seen) == 2:
-                self.f.write(data[:len(data) // 2])
-                self.f.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-        return self.f.write(data)
-    local.LocalFileOpener.write = dying_write
-from crawl2chat.runner import execute
-from crawl2chat.text.shards import DOCUMENTS, shard_name
-execute(stage, root)
-"""
 BASE = ("experiment=smoke", "base.model.n_embd=32", "base.model.block_size=32",
         "base.train.lr=0.01", "base.train.warmup_steps=2", "base.train.max_steps=12",
         "base.train.eval_every=6", "base.train.log_every=3", "base.train.deterministic=true",
         "base.train.checkpoint_every=4", "base.train.progress_bar=false",
         "base.prompts=['A']", "base.sample_tokens=4", "base.eval.memorise_docs=0",
         "base.model.dropout=0.1")
-
-
-def _start(stage: str, root: Path, kill_in_write: bool = False) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
-    return subprocess.Popen([sys.executable, "-c", CHILD, stage, str(root),
-                             "1" if kill_in_write else "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _run_of(pid: int) -> str | None:
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(lineage.EXPERIMENT)
-    if experiment is None:
-        return None
-    runs = client.search_runs([experiment.experiment_id],
-                              filter_string=f"tags.`{PID_TAG}` = '{pid}'")
-    return runs[0].info.run_id if runs else None
-
-
-def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], delay_s: float
-               ) -> str:
-    """SIGKILL ``proc`` ``delay_s`` after ``ready()`` holds (its MLflow run exists by
-    then); return the run's id."""
-    deadline = time.monotonic() + 180
-    while not ready() or _run_of(proc.pid) is None:
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-        assert time.monotonic() < deadline, "the stage never got going"
-        time.sleep(0.05)
-    time.sleep(delay_s)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    run_id = _run_of(proc.pid)
-    assert run_id is not None
-    return run_id
-
-
-def _leftovers(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob("*") if ".tmp-" in p.name or ".old-" in p.name)
-
-
-def _status(run_id: str) -> str:
-    return MlflowClient().get_run(run_id).info.status
+# 16 pages in two slices of 8, on the real runner (a worker process: the kill leaves it)
+TEXT = ("experiment=smoke", "text.chunk_records=8", "text.runner.workers=1")
+SFT = ("experiment=smoke", "sft.max_conversations=120", "sft.min_train_conversations=50",
+       "sft.train.max_steps=12", "sft.train.warmup_steps=2", "sft.train.eval_every=6",
+       "sft.train.log_every=2", "+sft.train.deterministic=true", "sft.train.progress_bar=false",
+       "sft.eval.conversations=4", "sft.eval.max_new_tokens=8", "sft.eval.refusal_prompts=2")
+CHAT_FILES = ("assistant.jsonl", "dialogues.jsonl", "eval_identity.jsonl",
+              "eval_harmful.jsonl", "eval_benign.jsonl")
+# files that name the run (manifest: its time and run id; the gate's results under
+# quality/: their validation time and id; the model card) or time it (sft's eval.json, log)
+NAMES_THE_RUN = {"*": {paths.MANIFEST, paths.REPORT},
+                 "sft": {"eval.json", TRAIN_LOG, "README.md"}}
 
 
 def _crawl_project(root: Path) -> Path:
@@ -120,46 +71,129 @@ def _tokens_project(root: Path) -> Path:
     return root
 
 
-PROJECTS = {"crawl": _crawl_project, "tokens": _tokens_project}
+@pytest.fixture(scope="module")
+def crawl_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A crawl stage output of the first 16 pages of the bundled sample."""
+    root = _crawl_project(tmp_path_factory.mktemp("crawl16"))
+    (root / paths.PARAMS_FILE).write_text(yaml.safe_dump(
+        {"crawl": {"sources": ["warc/*.warc.gz"], "max_records": 16}}))
+    execute("crawl", root)
+    return paths.stage_output("crawl", root)
 
 
-def _data(folder: Path) -> dict[str, bytes]:
-    """Every output file but the ones that name the run (manifest: its time and run id;
-    the gate's results under ``quality/``: their validation time and id)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in (paths.MANIFEST, paths.REPORT)
+def _text_project(root: Path, crawl_folder: Path) -> Path:
+    shutil.copytree(crawl_folder, paths.stage_output("crawl", root))
+    section = config.compose(REPO, list(TEXT))["text"]
+    (root / paths.PARAMS_FILE).write_text(yaml.safe_dump({"text": section}))
+    return root
+
+
+def _sft_project(root: Path, tokens_folder: Path) -> Path:
+    """A seeded tiny base model on the tokens fixture's tokenizer, the demo conversations."""
+    base = paths.stage_output("base", root)
+    tok = Tokenizer.load(tokens_folder / "tokenizer")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2,
+                          n_embd=32))
+    save_model(model, tok, base)
+    (base / paths.MANIFEST).write_text(json.dumps({"stage": "base", "created_unix": 0}))
+    (root / "data/demo/chat").mkdir(parents=True)
+    for name in CHAT_FILES:
+        shutil.copy(REPO / "data/demo/chat" / name, root / "data/demo/chat" / name)
+    section = config.compose(REPO, list(SFT))["sft"]
+    (root / paths.PARAMS_FILE).write_text(yaml.safe_dump({"sft": section}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def projects(crawl_folder: Path, tokens_folder: Path) -> dict[str, Callable[[Path], Path]]:
+    """stage -> a function that lays out a project for it in a folder."""
+    return {"crawl": _crawl_project, "tokens": _tokens_project,
+            "text": lambda root: _text_project(root, crawl_folder),
+            "sft": lambda root: _sft_project(root, tokens_folder)}
+
+
+def _content(file: Path, root: Path) -> bytes:
+    """The file's bytes, the project's folder written as ``<project>`` (the sft stage's
+    replies name the prompt files by absolute path); for the text stage's counts, without
+    the time each step took."""
+    if file.name == "counts.json" and file.parent.name == "text":
+        counts = json.loads(file.read_text())
+        for step in counts["steps"]:
+            step.pop("seconds"), step.pop("ms_per_doc")
+        return json.dumps(counts).encode()
+    return file.read_bytes().replace(str(root).encode(), b"<project>")
+
+
+def _data(folder: Path, stage: str) -> dict[str, bytes]:
+    """Every output file but those that name or time the run."""
+    skip = NAMES_THE_RUN["*"] | NAMES_THE_RUN.get(stage, set())
+    root = folder.parents[1]
+    return {p.relative_to(folder).as_posix(): _content(p, root)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip
             and p.relative_to(folder).parts[0] != "quality"}
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, bytes]]:
-    outputs = {}
-    for stage, build in PROJECTS.items():
-        root = build(tmp_path_factory.mktemp(f"whole-{stage}"))
-        execute(stage, root)
-        outputs[stage] = _data(paths.stage_output(stage, root))
-    return outputs
+def uninterrupted(projects: dict[str, Callable[[Path], Path]],
+                  tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, bytes]]:
+    """stage -> the output of a run that nothing interrupted (run once, when first asked)."""
+    done: dict[str, dict[str, bytes]] = {}
+
+    def output(stage: str) -> dict[str, bytes]:
+        if stage not in done:
+            root = projects[stage](tmp_path_factory.mktemp(f"whole-{stage}"))
+            execute(stage, root)
+            done[stage] = _data(paths.stage_output(stage, root), stage)
+        return done[stage]
+    return output
+
+
+def _progress(stage: str, tmp: Callable[[], list[Path]], rng: random.Random
+              ) -> tuple[Callable[[], bool], float]:
+    """A seeded point of ``stage``'s progress, as what its temporary folder holds, and a
+    seeded wait after it."""
+    def holds(pattern: str, lines: int = 0) -> Callable[[], bool]:
+        def check() -> bool:
+            found = [f for t in tmp() for f in t.glob(pattern)]
+            return bool(found) and (not lines or
+                                    found[0].read_text().count("\n") >= lines)
+        return check
+
+    if stage == "text":  # filtered a slice; resolved dedup; decided the mix; writing shards
+        return holds(rng.choice([".work-*/survivors-00000.parquet", ".work-*/dedup-00000.npy",
+                                 ".work-*/keep-00000.npy", "documents-*.parquet"])), \
+            rng.uniform(0.0, 0.3)
+    if stage == "sft":  # n lines of training log, or trained (loss curve drawn), evaluating
+        return rng.choice([holds(TRAIN_LOG, rng.randint(1, 5)), holds(LOSS_CURVE)]), \
+            rng.uniform(0.0, 0.3)
+    return (lambda: bool(tmp())), rng.uniform(0.0, 1.0)  # anywhere in a short stage
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage", "seed"), [("crawl", 0), ("crawl", 1), ("tokens", 0),
-                                             ("tokens", 1)])
+                                             ("tokens", 1), ("text", 0), ("text", 2),
+                                             ("sft", 0), ("sft", 1)])
 def test_a_stage_killed_anywhere_reruns_to_the_same_output(
-        stage: str, seed: int, uninterrupted: dict[str, dict[str, bytes]], tmp_path: Path,
+        stage: str, seed: int, uninterrupted: Callable[[str], dict[str, bytes]],
+        projects: dict[str, Callable[[Path], Path]], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    root = PROJECTS[stage](tmp_path)
+    expected = uninterrupted(stage)
+    root = projects[stage](tmp_path)
     out = paths.stage_output(stage, root)
-    proc = _start(stage, root)
-    killed = _kill_when(proc, lambda: any(out.parent.glob(f"{out.name}.tmp-*")),
-                        random.Random(seed).uniform(0.0, 1.5))
-    assert not out.exists() or _data(out) == uninterrupted[stage]  # never a partial output
-    assert _status(killed) == "RUNNING"  # nothing in the killed process could end it
+    rng = random.Random(seed)
+    ready, wait = _progress(stage, lambda: list(out.parent.glob(f"{out.name}.tmp-*")), rng)
+    killed, started = kill_when(start(stage, root), ready, wait)
+    assert started or stage != "text"  # its worker and Prefect's API server, at least
+    assert not out.exists() or _data(out, stage) == expected  # never a partial output
+    assert status(killed) == "RUNNING"  # nothing in the killed process could end it
     execute(stage, root)
-    assert _data(out) == uninterrupted[stage]
-    assert _leftovers(root) == []
-    assert _status(killed) == "FAILED"
+    assert _data(out, stage) == expected
+    assert leftovers(root) == []
+    assert still_running(started) == set()  # its API server and workers stopped too
+    assert status(killed) == "FAILED"
 
 
 def _base_project(root: Path, tokens_folder: Path) -> Path:
@@ -188,15 +222,15 @@ def test_base_killed_after_or_while_writing_a_checkpoint_resumes_bit_identically
         monkeypatch.delenv(name, raising=False)
     root = _base_project(tmp_path, tokens_folder)
     models = root / "models"
-    proc = _start("base", root, kill_in_write=in_write)
+    proc = start("base", root, kill_in_write=in_write)
     if in_write:  # it kills itself in the write; the run must have started first
         proc.wait(timeout=300)
         assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
-        killed = _run_of(proc.pid)
+        killed = run_of(proc.pid)
     else:
-        killed = _kill_when(proc, lambda: any(models.glob("base.tmp-ckpt-*/last.ckpt")),
-                            random.Random(seed).uniform(0.0, 2.0))
-    assert killed is not None and _status(killed) == "RUNNING"
+        killed, _ = kill_when(proc, lambda: any(models.glob("base.tmp-ckpt-*/last.ckpt")),
+                              random.Random(seed).uniform(0.0, 2.0))
+    assert killed is not None and status(killed) == "RUNNING"
     metrics = execute("base", root)
     assert metrics["resumed_from_step"] >= 4  # not a retrain from scratch
     if in_write:
@@ -205,5 +239,5 @@ def test_base_killed_after_or_while_writing_a_checkpoint_resumes_bit_identically
     assert weights.keys() == uninterrupted_base.keys()
     for name, tensor in weights.items():
         assert tensor.equal(uninterrupted_base[name]), name  # bit for bit
-    assert _leftovers(root) == [] and not list(models.glob("base.tmp-ckpt-*"))
-    assert _status(killed) == "FAILED"
+    assert leftovers(root) == [] and not list(models.glob("base.tmp-ckpt-*"))
+    assert status(killed) == "FAILED"

@@ -5,9 +5,11 @@ project by the stage's ``resolve`` where it has one), run the pure core into a
 temporary folder, run the stage's quality gate on it, write ``manifest.json``,
 then swap the temporary folder into place (so an interrupted or failed stage never
 leaves a half output for DVC to cache), write the DVC metrics file and close the
-MLflow run that records all of it. The gate's results (``quality/``) go to MLflow passed
-or failed; with ``$CRAWL2CHAT_KEEP_FAILED`` set a failed run's folder is kept as
-``NAME.failed`` for inspection.
+MLflow run that records all of it. A run killed before it could clean up is cleaned up
+by the next one: its temporary folders swept, its MLflow run marked failed, the
+processes it started (Prefect's temporary API server, workers) stopped. The gate's
+results (``quality/``) go to MLflow passed or failed; with ``$CRAWL2CHAT_KEEP_FAILED``
+set a failed run's folder is kept as ``NAME.failed`` for inspection.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ log = logging.getLogger("crawl2chat")
 
 def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     """Run ``stage`` end to end; return its metrics."""
+    with orphans.own_children():  # what it starts can be found if it is killed
+        return _execute(stage, root)
+
+
+def _execute(stage: str, root: Path | None) -> dict[str, float]:
     root = (root or paths.project_root()).resolve()
     module = stages.load(stage)
     section = config.load_params(root).get(stage)
@@ -64,6 +71,7 @@ def execute(stage: str, root: Path | None = None) -> dict[str, float]:
     if runtime.process_rank() > 0:
         return _run_as_helper_rank(module, cfg, in_dir, out_dir)
     sweep_leftovers(out_dir)
+    orphans.stop_orphans()
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     try:
         tmp.mkdir(parents=True)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crawl2chat import paths, runtime
+from crawl2chat import orphans, paths, runtime
 
 
 def _flow(file_name: str, name: str, root: Path) -> Any:
@@ -60,7 +60,8 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     run_stage = _flow("stages", "run_stage", paths.project_root())
     runtime.quiet_libraries()
     _keep_failed(args)
-    metrics = run_stage(args.name)
+    with orphans.own_children():  # the flow's API server and workers, if it is killed
+        metrics = run_stage(args.name)
     print(json.dumps({args.name: metrics}, indent=2, sort_keys=True))
     return 0
 
