@@ -113,23 +113,20 @@ def projects(crawl_folder: Path, tokens_folder: Path) -> dict[str, Callable[[Pat
             "sft": lambda root: _sft_project(root, tokens_folder)}
 
 
-def _content(file: Path, root: Path) -> bytes:
-    """The file's bytes, the project's folder written as ``<project>`` (the sft stage's
-    replies name the prompt files by absolute path); for the text stage's counts, without
-    the time each step took."""
+def _content(file: Path) -> bytes:
+    """The file's bytes; for the text stage's counts, without the time each step took."""
     if file.name == "counts.json" and file.parent.name == "text":
         counts = json.loads(file.read_text())
         for step in counts["steps"]:
             step.pop("seconds"), step.pop("ms_per_doc")
         return json.dumps(counts).encode()
-    return file.read_bytes().replace(str(root).encode(), b"<project>")
+    return file.read_bytes()
 
 
 def _data(folder: Path, stage: str) -> dict[str, bytes]:
     """Every output file but those that name or time the run."""
     skip = NAMES_THE_RUN["*"] | NAMES_THE_RUN.get(stage, set())
-    root = folder.parents[1]
-    return {p.relative_to(folder).as_posix(): _content(p, root)
+    return {p.relative_to(folder).as_posix(): _content(p)
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip
             and p.relative_to(folder).parts[0] != "quality"}
 

@@ -47,8 +47,10 @@ def is_refusal(reply: str) -> bool:
     return bool(_REFUSAL.search(reply.replace("\u2019", "'")))
 
 
-def load_prompts(path: Path) -> list[tuple[str, str]]:
-    """``(prompt, "file:line")`` pairs of a prompt file; InputError naming file:line."""
+def load_prompts(path: Path, name: str | None = None) -> list[tuple[str, str]]:
+    """``(prompt, "name:line")`` pairs of a prompt file (``name``: how to call it in what
+    is recorded, e.g. its path in the project; default ``path``); InputError naming
+    path:line."""
     prompts = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -64,5 +66,5 @@ def load_prompts(path: Path) -> list[tuple[str, str]]:
         prompt = record.get("prompt") if isinstance(record, dict) else None
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError(f"{path}:{number}: field 'prompt' must be a non-empty string")
-        prompts.append((prompt.strip(), f"{path}:{number}"))
+        prompts.append((prompt.strip(), f"{name or path}:{number}"))
     return prompts

@@ -177,7 +177,9 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     if block_size > model.config.block_size:
         raise ConfigError(f"sft.block_size {block_size} exceeds the base model's context "
                           f"{model.config.block_size}")
-    prompt_sets = {k: load_prompts(root / f)[: cfg.eval.refusal_prompts]
+    # named as configured (relative to the project): the output must not depend on where
+    # the project sits
+    prompt_sets = {k: load_prompts(root / f, name=f)[: cfg.eval.refusal_prompts]
                    for k, f in cfg.eval.prompt_files().items()}
 
     loaded = load_sources(cfg.data, root)
