@@ -239,6 +239,31 @@ def test_text_gate_fails_on_bad_documents(texts, tmp_path):
     assert "column='doc_id'" not in message  # ids are still unique
 
 
+def test_text_gate_reads_shard_by_shard_and_catches_a_later_shard_and_repeats_across(
+        texts, tmp_path):
+    shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
+    docs, removed = read_frame(tmp_path), read_frame(tmp_path, REMOVED)
+    docs.iloc[:2].to_parquet(tmp_path / FIRST_DOCS, index=False)
+    later = pd.concat([docs.iloc[2:3].assign(lang="xx"),  # only the second shard is wrong
+                       docs.iloc[[0]].assign(doc_id="urn:uuid:copy")])  # a text of shard 0
+    later.to_parquet(tmp_path / shard_name(DOCUMENTS, 1), index=False)
+    docs.iloc[[3]].to_parquet(tmp_path / shard_name(DOCUMENTS, 2), index=False)
+    removed.iloc[:2].to_parquet(tmp_path / FIRST_REMOVED, index=False)
+    pd.concat([removed.iloc[2:], docs.iloc[[1]].assign(reason="dedup:exact", text_hash="0")])[
+        list(removed.columns)].to_parquet(tmp_path / shard_name(REMOVED, 1), index=False)
+    with pytest.raises(GateFailed) as failed:
+        gate("text", tmp_path, _text_cfg())
+    message = str(failed.value)
+    assert ("documents: expect_column_values_to_be_in_set(column='lang'" in message
+            and "-- in documents-00001.parquet: 1 unexpected, e.g. ['xx']" in message)
+    # the copied text and the id kept and removed are in different shards: seen all the same
+    assert "column='text_hash_repeats'" in message and "column='in_both'" in message
+    assert "column='text_hash')" not in message  # no shard holds both copies
+    assert "column='doc_id_repeats'" not in message and "column='doc_id')" not in message
+    parts = json.loads((tmp_path / "quality/documents.json").read_text())["parts"]
+    assert parts == {"validated": 3, "failed": ["documents-00001.parquet"]}
+
+
 def test_text_gate_fails_on_unknown_reasons_and_missing_columns(texts, tmp_path):
     shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
     removed = read_frame(tmp_path, REMOVED)
