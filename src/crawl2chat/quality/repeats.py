@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from crawl2chat.text.dedup import hash_words, later_copies, positions
 
 MAX_ROWS = 1_000_000  # keys sorted in memory at once
+T = TypeVar("T")
 
 
 def digests(values: Iterable[object]) -> list[str]:
@@ -27,10 +29,11 @@ def digests(values: Iterable[object]) -> list[str]:
                          usedforsecurity=False).hexdigest() for v in values]
 
 
-def repeated(parts: list[Path], keys: Callable[[Path], list[str]], total_rows: int,
+def repeated(parts: Sequence[T], keys: Callable[[T], list[str]], total_rows: int,
              max_rows: int = MAX_ROWS) -> int:
-    """How many rows of ``parts`` (``keys`` reads one part's keys, as hex digests)
-    repeat the key of an earlier row, in the same part or an earlier one."""
+    """How many rows of ``parts`` (shard files, row group numbers ...; ``keys`` reads
+    one part's keys as hex digests) repeat the key of an earlier row, in the same part
+    or an earlier one."""
     def runs() -> Iterator[np.ndarray]:
         for number, part in enumerate(parts):
             found = keys(part)
