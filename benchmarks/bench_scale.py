@@ -27,6 +27,8 @@ kept documents for tokens; ``_per_core`` divides by the workers):
 - ``steady_docs_per_s``: the marginal rate from the previous size, extra docs over
   extra ``processing_s``: every fixed cost (worker start-up, model loading) cancels,
   so this is the rate the stage settles at; none for the first size.
+- ``docs_per_cpu_s`` and ``steady_docs_per_cpu_s``: the same over CPU seconds
+  (``cpu_s``), the per-core rate that other load on a shared machine does not change.
 
 The text stage writes shards of ``--shard-rows`` documents (500: smaller than the 1x
 output, so the bound is the setting, not the input); the tokens stage trains its
@@ -209,6 +211,7 @@ def main() -> None:
         for row in runs:
             row["docs_per_s"] = round(row["docs"] / row["wall_s"], 2)
             row["docs_per_s_per_core"] = round(row["docs_per_s"] / args.workers, 2)
+            row["docs_per_cpu_s"] = round(row["docs"] / row["cpu_s"], 2)
             row["processing_docs_per_s"] = round(row["docs"] / row["processing_s"], 2)
             row["processing_docs_per_s_per_core"] = round(
                 row["processing_docs_per_s"] / args.workers, 2)
@@ -217,6 +220,8 @@ def main() -> None:
                 steady = (row["docs"] - previous["docs"]) / extra if extra > 0 else None
                 row["steady_docs_per_s"] = steady and round(steady, 2)
                 row["steady_docs_per_s_per_core"] = steady and round(steady / args.workers, 2)
+                row["steady_docs_per_cpu_s"] = round(
+                    (row["docs"] - previous["docs"]) / (row["cpu_s"] - previous["cpu_s"]), 2)
             previous = row
     sizes = [{"scale": t["scale"], "docs_per_s": t["docs_per_s"],
               "processing_docs_per_s": t["processing_docs_per_s"],
@@ -248,6 +253,8 @@ def main() -> None:
         "processing_docs_per_s_ratio_largest_over_1x": {
             "crawl_text": round(last["processing_docs_per_s"]
                                 / first["processing_docs_per_s"], 3)},
+        "steady_docs_per_cpu_s": {
+            name: [r.get("steady_docs_per_cpu_s") for r in runs] for name, runs in rows.items()},
         "steady_docs_per_s_ratio_last_over_first": {
             "crawl_text": round(steady[-1] / steady[0], 3) if len(steady) > 1 else None},
     }, indent=2))
