@@ -220,8 +220,9 @@ def main() -> None:
                 steady = (row["docs"] - previous["docs"]) / extra if extra > 0 else None
                 row["steady_docs_per_s"] = steady and round(steady, 2)
                 row["steady_docs_per_s_per_core"] = steady and round(steady / args.workers, 2)
-                row["steady_docs_per_cpu_s"] = round(
-                    (row["docs"] - previous["docs"]) / (row["cpu_s"] - previous["cpu_s"]), 2)
+                cpu = row["cpu_s"] - previous["cpu_s"]
+                row["steady_docs_per_cpu_s"] = (
+                    round((row["docs"] - previous["docs"]) / cpu, 2) if cpu > 0 else None)
             previous = row
     sizes = [{"scale": t["scale"], "docs_per_s": t["docs_per_s"],
               "processing_docs_per_s": t["processing_docs_per_s"],
