@@ -30,7 +30,7 @@ kept documents for tokens; ``_per_core`` divides by the workers):
 - ``docs_per_cpu_s`` and ``steady_docs_per_cpu_s``: the same over CPU seconds
   (``cpu_s``), the per-core rate that other load on a shared machine does not change.
 
-The text stage writes shards of ``--shard-rows`` documents (500: smaller than the 1x
+The text stage writes shards of ``--shard-rows`` documents (100: smaller than the 1x
 output, so the bound is the setting, not the input); the tokens stage trains its
 tokenizer on a fixed sample (:data:`TOKENS_SETTINGS`).
 
@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1x and 4x only")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--shard-rows", type=int, default=500)
+    parser.add_argument("--shard-rows", type=int, default=100)
     parser.add_argument("--stage", choices=["text", "tokens"], help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
