@@ -17,6 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawl2chat.config import build
 from crawl2chat.crawl.crawler import Crawler
+from crawl2chat.crawl.index import INDEX_COLUMNS
 from crawl2chat.crawl.links import extract_links
 from crawl2chat.crawl.politeness import Refused, allowed_networks, resolve_public
 from crawl2chat.crawl.settings import CrawlerSettings
@@ -238,7 +239,7 @@ def test_crawl_stage_with_crawler_source(server: tuple[str, list[tuple[float, st
                             "records_per_shard": 2}, "crawl")
     metrics = crawl.run(cfg, None, tmp_path)
     index = pd.read_parquet(tmp_path / crawl.INDEX)
-    assert list(index.columns) == list(crawl.INDEX_COLUMNS)
+    assert list(index.columns) == list(INDEX_COLUMNS)
     assert sorted(u.removeprefix(base) for u in index["url"]) == ["/", "/a", "/b"]
     assert set(index["warc_file"]) == {"crawl-00000.warc.gz", "crawl-00001.warc.gz"}
     assert set(index["source_file"]) == {"raw/crawler-00000.warc.gz"}

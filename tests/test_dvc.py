@@ -33,16 +33,17 @@ def _stages() -> dict:
 
 def _closure(stage: str) -> set[str]:
     """The source files stage ``stage``'s run imports: its core and gate, the runner and
-    what they import (the other stages' modules left out)."""
+    what they import (the other stages' cores and gates left out; shared gate helpers
+    such as ``quality.repeats`` kept)."""
     modules = _modules()
     graph = _imports(modules)
+    others = {f"{part}.{name}" for part in ("stages", "quality") for name in paths.STAGES
+              if name != stage}
     seen: set[str] = set()
     todo = [f"stages.{stage}", f"quality.{stage}", "quality.suite", "runner"]
     while todo:
         name = todo.pop()
-        if name in seen or (name.split(".")[0] in ("stages", "quality")
-                            and name not in (f"stages.{stage}", f"quality.{stage}",
-                                             "quality.suite")):
+        if name in seen or name in others:
             continue
         seen.add(name)
         todo += graph.get(name, ())

@@ -17,6 +17,7 @@ import fsspec
 import pandas as pd
 import pytest
 
+from crawl2chat.crawl.index import INDEX_COLUMNS
 from crawl2chat.crawl.warc import WarcShardWriter
 from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.parallel import RunnerCfg
@@ -122,7 +123,7 @@ def texts(crawled: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory,
 def test_crawl_copies_html_2xx_records_into_shards_with_an_index(crawled):
     out, metrics = crawled
     index = pd.read_parquet(out / crawl.INDEX)
-    assert list(index.columns) == list(crawl.INDEX_COLUMNS)
+    assert list(index.columns) == list(INDEX_COLUMNS)
     assert index["url"].tolist() == [
         "https://example.org/bread", "https://example.org/starter",
         "https://example.org/bread?ref=copy", "https://example.org/de/brot",
@@ -239,6 +240,31 @@ def test_text_gate_fails_on_bad_documents(texts, tmp_path):
     assert "column='doc_id'" not in message  # ids are still unique
 
 
+def test_text_gate_reads_shard_by_shard_and_catches_a_later_shard_and_repeats_across(
+        texts, tmp_path):
+    shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
+    docs, removed = read_frame(tmp_path), read_frame(tmp_path, REMOVED)
+    docs.iloc[:2].to_parquet(tmp_path / FIRST_DOCS, index=False)
+    later = pd.concat([docs.iloc[2:3].assign(lang="xx"),  # only the second shard is wrong
+                       docs.iloc[[0]].assign(doc_id="urn:uuid:copy")])  # a text of shard 0
+    later.to_parquet(tmp_path / shard_name(DOCUMENTS, 1), index=False)
+    docs.iloc[[3]].to_parquet(tmp_path / shard_name(DOCUMENTS, 2), index=False)
+    removed.iloc[:2].to_parquet(tmp_path / FIRST_REMOVED, index=False)
+    pd.concat([removed.iloc[2:], docs.iloc[[1]].assign(reason="dedup:exact", text_hash="0")])[
+        list(removed.columns)].to_parquet(tmp_path / shard_name(REMOVED, 1), index=False)
+    with pytest.raises(GateFailed) as failed:
+        gate("text", tmp_path, _text_cfg())
+    message = str(failed.value)
+    assert ("documents: expect_column_values_to_be_in_set(column='lang'" in message
+            and "-- in documents-00001.parquet: 1 unexpected, e.g. ['xx']" in message)
+    # the copied text and the id kept and removed are in different shards: seen all the same
+    assert "column='text_hash_repeats'" in message and "column='in_both'" in message
+    assert "column='text_hash')" not in message  # no shard holds both copies
+    assert "column='doc_id_repeats'" not in message and "column='doc_id')" not in message
+    parts = json.loads((tmp_path / "quality/documents.json").read_text())["parts"]
+    assert parts == {"validated": 3, "failed": ["documents-00001.parquet"]}
+
+
 def test_text_gate_fails_on_unknown_reasons_and_missing_columns(texts, tmp_path):
     shutil.copytree(texts[0], tmp_path, dirs_exist_ok=True)
     removed = read_frame(tmp_path, REMOVED)
@@ -265,6 +291,28 @@ def test_crawl_gate_fails_on_a_bad_index_and_a_cut_shard(crawled, tmp_path):
     assert "column='status'" in message and "column='record_id'" in message
     assert "shards: expect_column_pair_values_to_be_equal(column_A='size'" in message
     assert "lookups: expect_column_pair_values_to_be_equal(column_A='record_id'" in message
+
+
+def test_crawl_gate_reads_the_index_by_row_group_and_sees_repeats_across(crawled, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(crawled[0], tmp_path, dirs_exist_ok=True)
+    index = pq.read_table(tmp_path / crawl.INDEX)
+    assert pq.ParquetFile(tmp_path / crawl.INDEX).num_row_groups == 3  # one per shard
+    later = index.slice(2).to_pandas()
+    later.loc[later.index[-1], "status"] = 404  # wrong in the last row group only
+    later.loc[later.index[0], "record_id"] = index["record_id"][0].as_py()  # first group's
+    with pq.ParquetWriter(tmp_path / crawl.INDEX, index.schema) as writer:
+        writer.write_table(index.slice(0, 2))
+        writer.write_table(pa.Table.from_pandas(later, schema=index.schema,
+                                                preserve_index=False))
+    with pytest.raises(GateFailed) as failed:
+        gate("crawl", tmp_path, crawl.Cfg())
+    message = str(failed.value)
+    assert "column='status'" in message and "-- in row group 1: 1 unexpected" in message
+    assert "repeats: expect_column_values_to_be_in_set(column='record_id_repeats'" in message
+    assert "column='file_offset_repeats'" not in message
 
 
 @pytest.mark.parametrize(("build", "field"), [

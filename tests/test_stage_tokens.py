@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import pandas as pd
 import pytest
 from conftest import stage_cfg
 
+from crawl2chat.digest import folder_digest
 from crawl2chat.errors import ConfigError, GateFailed, InputError
 from crawl2chat.quality import tokens as quality_tokens
 from crawl2chat.quality.suite import validate
-from crawl2chat.stages.tokens import Cfg, run
+from crawl2chat.stages.tokens import Cfg, external_inputs, resolve, run
 from crawl2chat.tokenizer.shards import ValRule, open_split, read_meta, split_hash
 from crawl2chat.tokenizer.tokenizer import Tokenizer
 
@@ -245,6 +247,38 @@ def test_bad_inputs_and_config_name_the_problem(tmp_path: Path) -> None:
         (out / "meta.json").write_text(json.dumps({"dtype": "uint16", "val_tokens": 0}))
         (out / "val.bin").write_bytes(b"")
         open_split(out, "val")
+
+
+def test_a_second_text_folder_reuses_the_tokenizer_for_a_mix(stage: tuple[Path, dict, list],
+                                                               tmp_path: Path) -> None:
+    first = stage[0]
+    _write_documents(tmp_path / "text2", CFG, n=40)  # another corpus, another size
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    run(CFG, tmp_path / "text2", trained)
+    # trained on the second text, the vocabulary differs: base.data.mix would refuse it
+    assert folder_digest(trained / "tokenizer") != folder_digest(first / "tokenizer")
+
+    (tmp_path / "project").mkdir()
+    shutil.copytree(first / "tokenizer", tmp_path / "project/vocab")
+    cfg = resolve(replace(CFG, tokenizer="vocab/tokenizer.json"), tmp_path / "project")
+    reused = tmp_path / "reused"
+    reused.mkdir()
+    metrics = run(cfg, tmp_path / "text2", reused)
+    assert folder_digest(reused / "tokenizer") == folder_digest(first / "tokenizer")
+    assert metrics["tokenizer_sample_bytes"] == 0 and metrics["vocab_size"] == 320
+    assert "Reused from" in (reused / "report.md").read_text()
+    assert validate("tokens", quality_tokens.tables(reused, cfg))
+    assert _documents(reused, "train")  # encoded with the reused vocabulary, decodable
+    # the file is an input: fingerprinted in the manifest, checked against dvc.yaml deps
+    project, file = tmp_path / "project", (tmp_path / "project/vocab/tokenizer.json").resolve()
+    assert external_inputs(cfg, project) == [file]
+    assert external_inputs(Cfg(tokenizer="vocab"), project) == [file]
+    assert external_inputs(Cfg(tokenizer=str(first)), project) == [  # a tokens output folder
+        (first / "tokenizer/tokenizer.json").resolve()]
+    assert external_inputs(Cfg(), project) == []
+    with pytest.raises(InputError, match=r"tokens\.tokenizer: .*nowhere is not a"):
+        external_inputs(Cfg(tokenizer="nowhere"), tmp_path / "project")
 
 
 def test_val_rule_never_leaves_a_split_empty() -> None:

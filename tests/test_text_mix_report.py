@@ -8,9 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crawl2chat.quality.text import language_gaps
+from crawl2chat.quality.text import chars_per_language, language_gaps, mixed_languages
 from crawl2chat.text.mix_plot import filter_lines, plot_mix
 from crawl2chat.text.recipe import Cfg, GopherQualityCfg
+
+
+def _gaps(docs: pd.DataFrame, gone: pd.DataFrame, cfg: Cfg) -> pd.DataFrame:
+    return language_gaps(chars_per_language(docs), mixed_languages(gone), cfg).set_index("lang")
 
 
 def _frames(langs: dict[str, int], mixed_out: dict[str, int]) -> tuple[pd.DataFrame, ...]:
@@ -26,13 +30,13 @@ def test_a_short_language_is_reported_and_the_rest_must_still_hold() -> None:
     cfg = Cfg(languages={"en": 0.7, "de": 0.2, "es": 0.1})
     # es gave all it had (1 of 100 pages); the mix trimmed en and de to 7:2 around it
     docs, gone = _frames({"en": 77, "de": 22, "es": 1}, {"en": 50, "de": 10})
-    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    gaps = _gaps(docs, gone, cfg)
     assert gaps.loc["es", "short"] and gaps.loc["es", "gap"] == pytest.approx(-0.09)
     assert gaps.loc["es", "unexplained_gap"] == 0.0
     assert not gaps.loc["en", "short"] and gaps.loc["en", "unexplained_gap"] < 0.01
 
     # without mix drops nothing limited the mix: the same gap is a failure
-    gaps = language_gaps(docs, _frames({}, {})[1], cfg).set_index("lang")
+    gaps = _gaps(docs, _frames({}, {})[1], cfg)
     assert not gaps["short"].any()
     assert gaps.loc["es", "unexplained_gap"] > cfg.mix_tolerance
 
@@ -40,14 +44,14 @@ def test_a_short_language_is_reported_and_the_rest_must_still_hold() -> None:
 def test_pages_of_an_unconfigured_language_count_against_the_mix() -> None:
     cfg = Cfg(languages={"en": 1.0})
     docs, gone = _frames({"en": 6, "de": 1}, {})
-    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    gaps = _gaps(docs, gone, cfg)
     assert gaps.loc["en", "unexplained_gap"] == pytest.approx(1 / 7)
 
 
 def test_an_unbalanced_language_is_not_short_when_its_own_pages_were_dropped() -> None:
     cfg = Cfg(languages={"en": 0.5, "de": 0.5})
     docs, gone = _frames({"en": 80, "de": 20}, {"de": 5, "en": 5})
-    gaps = language_gaps(docs, gone, cfg).set_index("lang")
+    gaps = _gaps(docs, gone, cfg)
     assert not gaps["short"].any()
     assert gaps.loc["de", "unexplained_gap"] == pytest.approx(0.3)
 
@@ -55,7 +59,7 @@ def test_an_unbalanced_language_is_not_short_when_its_own_pages_were_dropped() -
 def test_a_language_without_documents_is_short_and_shares_are_of_characters() -> None:
     cfg = Cfg(languages={"en": 0.5, "de": 0.3, "fr": 0.2})
     docs = pd.DataFrame({"lang": ["en", "de", "de"], "text": ["x" * 500, "y" * 150, "z" * 150]})
-    gaps = language_gaps(docs, _frames({}, {})[1], cfg).set_index("lang")
+    gaps = _gaps(docs, _frames({}, {})[1], cfg)
     assert gaps.loc["fr", "short"] and gaps.loc["fr", "unexplained_gap"] == 0.0
     # 500 of 800 characters: the effective target 0.5 / 0.8, though en is 1 page of 3
     assert gaps.loc["en", "achieved"] == pytest.approx(0.625)

@@ -3,6 +3,12 @@
 In: a stage's tables (data frames and their expectations). Out: the names of the checks
 that passed, or :class:`GateFailed` listing the failures; either way, given a folder, the
 validation results as JSON and as GX Data Docs HTML (:data:`RESULTS_DIR`) for inspection.
+
+A table may come in parts (one per output shard, read one at a time, so a gate's memory
+does not grow with the output): every part is validated against the same expectations,
+an expectation holds when it holds in every part, and a failure names the first part
+where it failed. The kept result is that of the first failing part (else the last),
+with ``parts`` added: how many were validated and which failed.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +29,16 @@ log = logging.getLogger("crawl2chat.quality")
 
 RESULTS_DIR = "quality"  # inside the stage output: <table>.json and <table>.html per table
 
+Parts = Iterable[tuple[str, pd.DataFrame]]  # (part name, e.g. its shard file; its rows)
+
 
 @dataclass
 class Table:
-    """One data frame describing a stage output, and what must hold for it."""
+    """One data frame describing a stage output, or its parts read one at a time (a
+    generator of ``(name, frame)``), and what must hold for it."""
 
     name: str
-    frame: pd.DataFrame
+    frame: pd.DataFrame | Parts
     expectations: list[Any] = field(default_factory=list)
 
 
@@ -65,20 +75,34 @@ def validate(stage: str, tables: list[Table], keep_in: Path | None = None) -> li
         # the context lives for the process: a fresh source name per validation
         source_name = f"{stage}-{table.name}-{next(_names)}"
         asset = context.data_sources.add_pandas(source_name).add_dataframe_asset(table.name)
-        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": table.frame})
+        batches = asset.add_batch_definition_whole_dataframe("all")
         suite = gx.ExpectationSuite(name=source_name)
         for expectation in table.expectations:
             suite.add_expectation(expectation)
-        result = batch.validate(suite)
-        if keep_in is not None:
-            write_result(result, keep_in / RESULTS_DIR, table.name)
-        for item in result.results:
-            described = describe(item.expectation_config)
-            if item.success:
-                passed.append(f"{table.name}: {described}")
+        parts = [("", table.frame)] if isinstance(table.frame, pd.DataFrame) else table.frame
+        kept, failed_parts, count = None, [], 0
+        first_failure: dict[int, str] = {}  # expectation's position -> its first failure
+        described: list[str] = []
+        for part, frame in parts:
+            result = batches.get_batch(batch_parameters={"dataframe": frame}).validate(suite)
+            count += 1
+            described = [describe(item.expectation_config) for item in result.results]
+            where = f"in {part}: " if part else ""
+            for i, item in enumerate(result.results):
+                if not item.success:
+                    first_failure.setdefault(i, where + _evidence(item.result))
+            if not result.success:
+                failed_parts.append(part)
+            if kept is None or kept.success:
+                kept = result  # the first failing part's result, else the latest
+        if kept is not None and keep_in is not None:
+            write_result(kept, keep_in / RESULTS_DIR, table.name,
+                         {"validated": count, "failed": failed_parts})
+        for i, text in enumerate(described):
+            if i in first_failure:
+                failures.append(f"{table.name}: {text} -- {first_failure[i]}")
             else:
-                failures.append(f"{table.name}: {described} -- {_evidence(item.result)}")
+                passed.append(f"{table.name}: {text}")
     if failures:
         raise GateFailed(f"quality gate of stage '{stage}' failed:\n  - "
                          + "\n  - ".join(failures))
@@ -86,14 +110,18 @@ def validate(stage: str, tables: list[Table], keep_in: Path | None = None) -> li
     return passed
 
 
-def write_result(result: Any, folder: Path, name: str) -> None:
-    """``result`` as ``name.json`` and as a GX Data Docs page ``name.html`` in ``folder``."""
+def write_result(result: Any, folder: Path, name: str,
+                 parts: dict[str, Any] | None = None) -> None:
+    """``result`` as ``name.json`` (with ``parts``, when given) and as a GX Data Docs
+    page ``name.html`` in ``folder``."""
     from great_expectations.render.renderer import ValidationResultsPageRenderer
     from great_expectations.render.view import DefaultJinjaPageView
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(
-        json.dumps(result.to_json_dict(), indent=2, default=str) + "\n")
+    found = result.to_json_dict()
+    if parts is not None:
+        found["parts"] = parts
+    (folder / f"{name}.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
     page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
     (folder / f"{name}.html").write_text(page)
 

@@ -33,7 +33,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from crawl2chat import paths
 from crawl2chat.config import NOT_A_PARAM
@@ -42,6 +41,7 @@ from crawl2chat.crawl.commoncrawl import CommonCrawlCfg, local_paths_file, pick_
 from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.http_stream import HttpCfg, StreamFailed
+from crawl2chat.crawl.index import IndexWriter
 from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
 from crawl2chat.crawl.sources import Source, file_digest, open_remote
 from crawl2chat.crawl.warc import (
@@ -54,9 +54,6 @@ from crawl2chat.crawl.warc import (
 from crawl2chat.crawl.warc_stream import StreamReader, file_dump
 from crawl2chat.errors import ConfigError, InputError
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 SHARD = "crawl-{:05d}.warc.gz"
 log = logging.getLogger("crawl2chat.crawl")
 
@@ -64,8 +61,6 @@ INDEX = paths.CRAWL_INDEX
 SOURCES_FILE = "sources.json"
 RAW_CRAWL = "raw/crawler-00000.warc.gz"
 SOURCES = ("warc", "crawler", "common_crawl")
-INDEX_COLUMNS = ("record_id", "url", "warc_file", "offset", "status", "content_type", "length",
-                 "source_file", "dump", "date")
 
 
 @dataclass
@@ -156,7 +151,6 @@ def skip_reason(response: WarcResponse, seen_ids: set[str]) -> str | None:
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     """Copy the HTML responses; metrics: records, tokens (whitespace words of the HTML)."""
-    import pandas as pd
     from tqdm import tqdm
 
     crawled: CrawlStats | None = None
@@ -177,7 +171,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     stats = ReadStats()
     skipped: Counter[str] = Counter()
     seen: set[str] = set()
-    rows: list[dict[str, object]] = []
+    index = IndexWriter(out_dir / INDEX)
     writer: WarcShardWriter | None = None
     tokens = 0
     responses = _responses(sources, root, stats, read, cfg.http, dump, cfg.max_payload_bytes)
@@ -190,31 +184,30 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
             if writer is None or writer.records >= cfg.records_per_shard:
                 if writer is not None:
                     writer.close()
-                writer = WarcShardWriter(out_dir / SHARD.format(len(rows) // cfg.records_per_shard))
+                writer = WarcShardWriter(
+                    out_dir / SHARD.format(index.records // cfg.records_per_shard))
             offset, length = writer.write(
                 response.url, response.payload, status=response.status,
                 headers=response.headers, record_id=response.record_id, date=response.date,
                 dump=response.dump)
             seen.add(response.record_id)
             tokens += len(response.payload.split())
-            rows.append({"record_id": response.record_id, "url": response.url,
+            index.add({"record_id": response.record_id, "url": response.url,
                          "warc_file": writer.path.name, "offset": offset,
                          "status": response.status, "content_type": response.mime_type,
                          "length": length, "source_file": source, "dump": response.dump,
                          "date": response.date})
-            if cfg.max_records is not None and len(rows) >= cfg.max_records:
+            if cfg.max_records is not None and index.records >= cfg.max_records:
                 break
     finally:
         responses.close()  # closes the connection of a remote source
         if writer is not None:
             writer.close()
-    if not rows:
+        index.close()
+    if not index.records:
         raise InputError(f"stage crawl: no HTML response record with status 2xx in "
                          f"{names} (skipped: "
                          f"{dict(skipped + stats.skipped)})")
-    index = pd.DataFrame(rows, columns=list(INDEX_COLUMNS)).astype(
-        {"offset": "int64", "status": "int64", "length": "int64"})
-    index.to_parquet(out_dir / INDEX, index=False)
     (out_dir / SOURCES_FILE).write_text(json.dumps(read, indent=2) + "\n")
     shard_bytes = sum(p.stat().st_size for p in out_dir.glob("*.warc.gz"))
     _write_report(out_dir, index, names, stats, skipped, shard_bytes)
@@ -224,7 +217,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         crawl_metrics = {"crawl_requests": len(crawled.requested), "crawl_pages": crawled.pages,
                          "crawl_refused": len(crawled.refused),
                          "crawl_waited_s": crawled.waited_s}
-    return {**crawl_metrics, "records": len(index), "tokens": tokens, "bytes": shard_bytes,
+    return {**crawl_metrics, "records": index.records, "tokens": tokens, "bytes": shard_bytes,
             "source_files": len(sources), "responses_in": stats.responses,
             "source_files_unreachable": stats.skipped["unreachable"],
             "skipped_damaged": sum(stats.skipped.values()),
@@ -287,13 +280,16 @@ def _with_dump(response: WarcResponse, dump: str) -> WarcResponse:
     return response if response.dump or not dump else replace(response, dump=dump)
 
 
-def _write_report(out_dir: Path, index: pd.DataFrame, names: list[str], stats: ReadStats,
+def _write_report(out_dir: Path, index: IndexWriter, names: list[str], stats: ReadStats,
                   skipped: Counter[str], shard_bytes: int) -> None:
-    hosts = index["url"].str.extract(r"^https?://([^/]+)", expand=False).value_counts()
-    per_source = index["source_file"].value_counts()
+    import pandas as pd
+
+    # most copied first; ties in order of first appearance, as value_counts gives them
+    hosts = pd.Series(index.hosts, dtype="int64").sort_values(ascending=False)
+    per_source = index.per_source
     lines = ["# crawl", "",
-             f"Copied **{len(index)}** HTML responses from {len(names)} WARC file(s) into "
-             f"{index['warc_file'].nunique()} shard(s) ({shard_bytes:,} bytes).", "",
+             f"Copied **{index.records}** HTML responses from {len(names)} WARC file(s) into "
+             f"{index.shards} shard(s) ({shard_bytes:,} bytes).", "",
              "| source file | records copied |", "|---|---|"]
     lines += [f"| {name} | {per_source.get(name, 0)} |" for name in names]
     lines += ["", f"Each file's size and sha256 (of the bytes read) are in `{SOURCES_FILE}`."]

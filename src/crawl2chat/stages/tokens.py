@@ -5,6 +5,12 @@ are ignored), read shard by shard through :mod:`crawl2chat.text.shards`.
 Out (``data/tokens/``): ``tokenizer/tokenizer.json``, ``train.bin`` and
 ``val.bin`` (see :mod:`crawl2chat.tokenizer.shards`), ``meta.json`` and ``report.md``.
 
+With ``tokenizer`` set (a ``tokenizer.json``, its folder, or another tokens output
+folder, relative to the project root), that tokenizer is reused instead of trained:
+its files are copied unchanged, so a second text folder tokenised this way has the
+same vocabulary and can join the first in ``base.data.mix``; the file is an input of
+the stage (manifest, MLflow, and it must be a DVC dependency of ``tokens``).
+
 Documents are split into train and val by a salted hash of their id. The tokenizer
 is trained on train documents only -- a sample of at most ``max_train_bytes`` of
 their text, chosen by another salted hash of the id --, so the bytes-per-token
@@ -21,8 +27,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crawl2chat import parallel, paths
+from crawl2chat.config import NOT_A_PARAM
 from crawl2chat.errors import ConfigError, InputError
 from crawl2chat.parallel import RunnerCfg
 from crawl2chat.text.shards import iter_batches, shard_files
@@ -44,7 +52,7 @@ from crawl2chat.tokenizer.shards import (
     split_hash,
 )
 from crawl2chat.tokenizer.special import BOS
-from crawl2chat.tokenizer.tokenizer import Tokenizer
+from crawl2chat.tokenizer.tokenizer import TOKENIZER_FILE, Tokenizer
 from crawl2chat.tokenizer.train import MIN_VOCAB_SIZE, train_bpe
 
 TOKENIZER_DIR = "tokenizer"
@@ -72,6 +80,34 @@ class Cfg:
     """Salts the document hash: another seed gives another split and sample."""
     runner: RunnerCfg = field(default_factory=RunnerCfg)
     """Where the encoding tasks run: as the text stage's, worker processes by default."""
+    tokenizer: str | None = None
+    """Reuse this tokenizer instead of training one: a ``tokenizer.json``, its folder, or
+    a tokens output folder (relative to the project root); None trains one."""
+    root: Path = field(default=Path("."), metadata=NOT_A_PARAM)
+    """The folder ``tokenizer`` is read from (the project root)."""
+
+
+def resolve(cfg: Cfg, root: Path) -> Cfg:
+    """``cfg`` bound to the project in ``root``: ``tokenizer`` is read there."""
+    return replace(cfg, root=root)
+
+
+def reused_tokenizer(cfg: Cfg) -> Path | None:
+    """The ``tokenizer.json`` that ``tokenizer`` names; None when one is trained."""
+    if cfg.tokenizer is None:
+        return None
+    named = cfg.root / cfg.tokenizer
+    for file in (named, named / TOKENIZER_FILE, named / TOKENIZER_DIR / TOKENIZER_FILE):
+        if file.is_file() and file.name == TOKENIZER_FILE:
+            return file.resolve()
+    raise InputError(f"tokens.tokenizer: {named} is not a {TOKENIZER_FILE}, nor a folder "
+                     f"holding one (a tokenizer folder or a tokens output folder)")
+
+
+def external_inputs(cfg: Cfg, root: Path) -> list[Path]:
+    """The reused tokenizer's file, fingerprinted before the run."""
+    file = reused_tokenizer(resolve(cfg, root))
+    return [file] if file is not None else []
 
 
 @dataclass
@@ -97,9 +133,15 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         raise InputError("the tokens stage needs the text stage's output folder")
     source = Path(in_dir)
     plan = _plan(source, cfg)
-    tokenizer = train_bpe(_training_texts(source, plan), cfg.vocab_size, cfg.min_frequency,
-                          show_progress=True)
-    tokenizer.save(out_dir / TOKENIZER_DIR)
+    reused = reused_tokenizer(cfg)
+    if reused is None:
+        tokenizer = train_bpe(_training_texts(source, plan), cfg.vocab_size,
+                              cfg.min_frequency, show_progress=True)
+        tokenizer.save(out_dir / TOKENIZER_DIR)
+    else:
+        tokenizer = Tokenizer.load(reused.parent)  # refuses a foreign special-token layout
+        # the files as they are: the same bytes, so base.data.mix sees the same tokenizer
+        shutil.copytree(reused.parent, out_dir / TOKENIZER_DIR)
     stats = _encode(cfg, source, out_dir, plan, tokenizer)
     compare = bytes_per_token(_val_texts(source, plan), tokenizer, COMPARE_MAX_BYTES)
     _write_report(out_dir, cfg, tokenizer, stats, plan, source, compare)
@@ -230,6 +272,7 @@ def _pieces(tokenizer: Tokenizer, text: str, limit: int = 40) -> str:
 def _write_report(out_dir: Path, cfg: Cfg, tokenizer: Tokenizer,
                   stats: dict[str, SplitStats], plan: _Plan, source: Path,
                   compare: dict[str, float]) -> None:
+    reused = cfg.tokenizer
     vocab = tokenizer.vocab_size
     merges = vocab - MIN_VOCAB_SIZE
     lines = [
@@ -237,10 +280,12 @@ def _write_report(out_dir: Path, cfg: Cfg, tokenizer: Tokenizer,
         "",
         f"- Vocabulary: {vocab} ids (asked for {cfg.vocab_size}): 8 special tokens "
         f"(ids 0..7, `{BOS}` = {tokenizer.special_id(BOS)}), 256 byte tokens, {merges} merges.",
-        f"- Trained on {plan.sampled_docs} train documents "
-        f"({plan.sampled_bytes / 1e6:.2f} MB of {plan.train_bytes / 1e6:.2f} MB of train "
-        f"text; cap {cfg.max_train_bytes or 'none'}); val documents are "
-        "never seen by the tokenizer, so val bytes/token measures held-out compression.",
+        (f"- Reused from `{reused}` (`tokens.tokenizer`), not trained: the same vocabulary "
+         "as the text it was trained on." if reused else
+         f"- Trained on {plan.sampled_docs} train documents "
+         f"({plan.sampled_bytes / 1e6:.2f} MB of {plan.train_bytes / 1e6:.2f} MB of train "
+         f"text; cap {cfg.max_train_bytes or 'none'}); val documents are "
+         "never seen by the tokenizer, so val bytes/token measures held-out compression."),
         f"- Split by document id hash: val_fraction={cfg.val_fraction}, seed={cfg.seed}.",
         f"- Skipped rows (no doc_id or empty text): {plan.skipped}.",
         "",

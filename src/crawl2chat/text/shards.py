@@ -88,7 +88,8 @@ class ShardWriter:
             self._flush(self._buffered)
 
 
-def _files(folder: Path, prefix: str) -> list[Path]:
+def require_shards(folder: Path, prefix: str = DOCUMENTS) -> list[Path]:
+    """:func:`shard_files`, or an error saying there are none."""
     files = shard_files(folder, prefix)
     if not files:
         raise InputError(f"{folder}: no {shard_name(prefix, 0)} (or later shards): "
@@ -111,14 +112,23 @@ def _read(file: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pa
 def iter_batches(folder: Path, prefix: str = DOCUMENTS, columns: list[str] | None = None,
                  batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
     """The rows of every ``prefix`` shard in ``folder``, in order, ``batch_rows`` at a time."""
-    for file in _files(folder, prefix):
+    for file in require_shards(folder, prefix):
         yield from _read(file, columns, batch_rows)
+
+
+def read_shard(file: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """One shard as a frame (its columns as written; ``columns`` picks some)."""
+    batches = list(_read(file, columns, 65536))
+    schema = pq.read_schema(file)  # readable: _read said so
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
+    return pa.Table.from_batches(batches, schema=schema).to_pandas()
 
 
 def read_frame(folder: Path, prefix: str = DOCUMENTS,
                columns: list[str] | None = None) -> pd.DataFrame:
-    """All shards of ``prefix`` as one frame: for small outputs (tests, the quality gate)."""
-    files = _files(folder, prefix)
+    """All shards of ``prefix`` as one frame: for small outputs (tests, the audit)."""
+    files = require_shards(folder, prefix)
     schema = pq.read_schema(files[0])
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns if c in schema.names])
