@@ -11,15 +11,21 @@ LambdaFilters calling our code (datatrove's URLFilter and LanguageFilter need pa
 this project does not install). MinHash, the language mix and PII are left out of the
 comparison (datatrove runs MinHash as four separate stages).
 
-Method: ours with 1 worker (in this process, as datatrove runs one task) and 2 worker
-processes, datatrove with 1 and 2 tasks, interleaved in rounds
+Method: ours with 1 worker (in this process, as datatrove runs one task), 1 worker
+process and 2 worker processes, datatrove with 1 and 2 tasks, interleaved in rounds
 whose order rotates; one untimed warm-up round for every run alike (it starts Prefect's
 API for ours, loads spaCy and the models for both), then ``--repeats`` timed rounds,
 reported as min/median/max. Agreement: the Jaccard index of the kept page sets and the
 pages each step drops on each side. A speed ratio is printed only when the kept sets
 agree (Jaccard >= 0.99); otherwise the sides do different work and it says so.
 
-    python benchmarks/bench_text.py [--records N] [--repeats 3]
+Scaling from one worker to two is measured between runs that both start fresh worker
+processes (``ours_2_vs_1_process_speedup``): the in-process run is warm, so against it
+two workers also pay the workers' start (imports, models). ``--scale K`` replicates the
+sample K times (distinct URLs and texts, as ``bench_scale.py`` does), so that fixed start
+weighs less; ``--no-datatrove`` times ours alone.
+
+    python benchmarks/bench_text.py [--records N] [--repeats 3] [--scale K] [--no-datatrove]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from crawl2chat import runtime
 runtime.configure()
 
 from _machine import machine, ratio, rounds, spread  # noqa: E402
+from bench_scale import replicate  # noqa: E402
 
 from crawl2chat.config import build  # noqa: E402
 from crawl2chat.crawl.warc import iter_responses  # noqa: E402
@@ -51,10 +58,15 @@ STEPS = ("url", "extract", "lang", "gopher_rep", "gopher_quality", "c4", "finewe
 SETTINGS = {"languages": {"en": 1.0}, "skip_steps": COMPARED_SKIP}
 
 
-def crawl_sample(out: Path, records: int | None) -> tuple[Path, int, int]:
-    """The bundled sample as the crawl stage writes it; (folder, pages, HTML bytes)."""
+def crawl_sample(out: Path, records: int | None, scale: int) -> tuple[Path, int, int]:
+    """The bundled sample (``scale`` copies) as the crawl stage writes it; (folder, pages,
+    HTML bytes)."""
+    sources = ROOT / "data/demo/web/*.warc.gz"
+    if scale > 1:
+        replicate(scale, out.parent / "warc")
+        sources = out.parent / "warc" / "*.warc.gz"
     out.mkdir()
-    crawl.run(crawl.Cfg(sources=[str(ROOT / "data/demo/web/*.warc.gz")], max_records=records,
+    crawl.run(crawl.Cfg(sources=[str(sources)], max_records=records,
                         records_per_shard=200), None, out)
     import pandas as pd
 
@@ -64,12 +76,8 @@ def crawl_sample(out: Path, records: int | None) -> tuple[Path, int, int]:
     return out, len(index), html
 
 
-def ours(crawl_dir: Path, out: Path, workers: int) -> dict[str, Any]:
-    """One run of our stage; its kept page ids and per-step drops."""
-
-    # one worker runs in this process (warm after the first round), as datatrove's
-    # executor runs a single task; two run in fresh processes on both sides
-    kind = "threads" if workers == 1 else "processes"
+def ours(crawl_dir: Path, out: Path, workers: int, kind: str) -> dict[str, Any]:
+    """One run of our stage (``kind``: its runner); its kept page ids and per-step drops."""
     cfg = build(text.Cfg, {**SETTINGS, "runner": {"kind": kind, "workers": workers}}, "text")
     out.mkdir(parents=True)
     text.run(cfg, crawl_dir, out)
@@ -203,23 +211,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=None, help="first N pages only")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="copies of the sample to filter (default: %(default)s)")
+    parser.add_argument("--no-datatrove", action="store_true",
+                        help="time ours only (the scaling from one worker process to two)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-text-") as tmp:
         work = Path(tmp)
-        crawl_dir, pages, html = crawl_sample(work / "crawl", args.records)
+        crawl_dir, pages, html = crawl_sample(work / "crawl", args.records, args.scale)
         serial = iter(range(10**6))  # a fresh output folder per run
 
-        def run(side: str, n: int) -> Any:
-            out = work / f"{side}-{n}-{next(serial)}"
-            return ours(crawl_dir, out, n) if side == "ours" else datatrove(crawl_dir, out, n)
+        def out(name: str) -> Path:
+            return work / f"{name}-{next(serial)}"
 
-        cases = {f"{side}_{n}": (lambda s=side, k=n: run(s, k))
-                 for n in (1, 2) for side in ("ours", "datatrove")}
+        # ours_1 runs in this process (warm after the first round), as datatrove's
+        # executor runs a single task; ours_1p and ours_2 start fresh worker processes
+        cases = {"ours_1": lambda: ours(crawl_dir, out("ours_1"), 1, "threads"),
+                 "ours_1p": lambda: ours(crawl_dir, out("ours_1p"), 1, "processes"),
+                 "ours_2": lambda: ours(crawl_dir, out("ours_2"), 2, "processes")}
+        if not args.no_datatrove:
+            cases |= {f"datatrove_{n}": (lambda k=n: datatrove(crawl_dir, out("dt"), k))
+                      for n in (1, 2)}
         times, results = rounds(cases, args.repeats)
     last = {name: runs[-1] for name, runs in results.items()}
-    agree = {"ours_1_vs_datatrove_1": agreement(last["ours_1"], last["datatrove_1"]),
-             "ours_2_vs_ours_1": agreement(last["ours_2"], last["ours_1"]),
-             "datatrove_2_vs_datatrove_1": agreement(last["datatrove_2"], last["datatrove_1"])}
+    agree = {"ours_2_vs_ours_1": agreement(last["ours_2"], last["ours_1"]),
+             "ours_1p_vs_ours_1": agreement(last["ours_1p"], last["ours_1"])}
+    if args.no_datatrove:
+        print(json.dumps({
+            "machine": machine(), "input": {"pages": pages, "html_mb": round(html / 1e6, 2),
+                                            "scale": args.scale},
+            "agreement": agree, "wall_s": {name: spread(t, 2) for name, t in times.items()},
+            "ours_2_vs_1_process_speedup": ratio(times["ours_1p"], times["ours_2"]),
+            "ours_2_vs_1_in_process_speedup": ratio(times["ours_1"], times["ours_2"]),
+        }, indent=2))
+        return
+    agree |= {"ours_1_vs_datatrove_1": agreement(last["ours_1"], last["datatrove_1"]),
+              "datatrove_2_vs_datatrove_1": agreement(last["datatrove_2"],
+                                                      last["datatrove_1"])}
     same_work = agree["ours_1_vs_datatrove_1"]["jaccard"] >= MIN_AGREEMENT
     speed: dict[str, Any] = (
         {"datatrove_1_s_over_ours_1_s": ratio(times["datatrove_1"], times["ours_1"]),
@@ -228,7 +256,7 @@ def main() -> None:
                                        "sides do different work, so no speed ratio"})
     print(json.dumps({
         "machine": machine(),
-        "input": {"pages": pages, "html_mb": round(html / 1e6, 2)},
+        "input": {"pages": pages, "html_mb": round(html / 1e6, 2), "scale": args.scale},
         "compared_steps": "url, size, decode + trafilatura (same call), min 300 chars, "
                           "lid.176 en >= 0.65, gopher_rep, gopher_quality, c4, fineweb",
         "agreement": agree,
@@ -240,7 +268,8 @@ def main() -> None:
         # seconds inside each step, summed over workers (last round; the rest of the wall
         # time is reading, writing, the executor and, for ours, Prefect and the report)
         "steps_s": {name: last[name]["steps_s"] for name in ("ours_1", "datatrove_1")},
-        "ours_2_vs_1_speedup": ratio(times["ours_1"], times["ours_2"]),
+        "ours_2_vs_1_process_speedup": ratio(times["ours_1p"], times["ours_2"]),
+        "ours_2_vs_1_in_process_speedup": ratio(times["ours_1"], times["ours_2"]),
     }, indent=2))
 
 
