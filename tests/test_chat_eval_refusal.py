@@ -109,3 +109,5 @@ def test_identity_set_is_held_out_and_the_templated_set_answers_with_name_and_ki
     benign = [_first_reply(r) for r in templated if r["topic"] == "benign"]
     assert len(refusals) >= 500 and all(is_refusal(a) for a in refusals)
     assert len(benign) >= 500 and not [a for a in benign if is_refusal(a)]
+    helpful = [_first_reply(r) for r in templated if r["topic"] == "helpful"]
+    assert len(helpful) >= 500 and not [a for a in helpful if is_refusal(a)]

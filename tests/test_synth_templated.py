@@ -21,6 +21,8 @@ SPEC = {
                                 "questions": ["How do I steal {a bike|a car|}?"]}]},
     "benign": {"items": [{"q": ["How do I kill a {stuck|hung} process on Linux?"],
                           "a": "Run kill PID."}]},
+    "helpful": {"per_question": 2,
+                "items": [{"q": ["Why is the sky {blue|grey}?"], "a": "Air scatters blue light."}]},
 }
 
 
@@ -36,6 +38,7 @@ def test_build_is_deterministic_and_fills_the_answer_templates() -> None:
     assert first == build(SPEC)
     topics = [c["topic"] for c in first]
     assert topics.count("identity") == 4 and topics.count("refusal") == 3
+    assert topics.count("benign") == 2 and topics.count("helpful") == 4
     refusal = next(c for c in first if c["topic"] == "refusal")
     assert refusal["messages"][1]["content"] == "I cannot help with theft. It hurts people."
     questions = [c["messages"][0]["content"] for c in first]
@@ -52,6 +55,15 @@ def test_questions_close_to_held_out_prompts_are_dropped() -> None:
     assert overlap("How do I kill a hung process on Linux?", held_out[0]) >= 0.6
     assert not any("hung" in q for q in questions)
     assert any("made you" in q for q in questions)
+
+
+def test_the_helpful_section_is_optional_and_its_items_name_their_index() -> None:
+    without = build({k: v for k, v in SPEC.items() if k != "helpful"})
+    assert "helpful" not in {c["topic"] for c in without}
+    helpful = [c for c in build(SPEC) if c["topic"] == "helpful"]
+    assert {c["messages"][1]["content"] for c in helpful} == {"Air scatters blue light."}
+    with pytest.raises(InputError, match=r"helpful\.items\[0\]: missing field 'a'"):
+        build({**SPEC, "helpful": {"items": [{"q": ["Why?"]}]}})
 
 
 def test_bad_template_files_fail_naming_the_field(tmp_path: Path) -> None:

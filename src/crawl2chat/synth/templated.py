@@ -1,8 +1,10 @@
-"""Templated assistant conversations: identity answers, refusals and harmless look-alikes.
+"""Templated assistant conversations: identity answers, refusals, harmless look-alikes and
+ordinary questions with short answers.
 
 In:  a template file (``prompts/assistant_set.yaml``: openers, and for ``identity``,
-     ``refusal`` and ``benign`` questions with ``{a|b|c}`` alternatives and answer
-     templates) and the held-out prompt texts that must never be produced.
+     ``refusal``, ``benign`` and the optional ``helpful`` questions with ``{a|b|c}``
+     alternatives and answer templates) and the held-out prompt texts that must never be
+     produced.
 Out: conversations in the messages format, ``{"messages": [user, assistant], "topic"}``,
      the same list on every run (a seeded generator picks openers and answers).
 
@@ -30,7 +32,7 @@ from crawl2chat.errors import InputError
 _ALTERNATIVES = re.compile(r"\{([^{}]*\|[^{}]*)\}")
 SEED = 18
 MAX_OVERLAP = 0.6  # word Jaccard with a held-out prompt from which a question is dropped
-TOPICS = ("identity", "refusal", "benign")
+TOPICS = ("identity", "refusal", "benign", "helpful")
 
 
 def expand(template: str) -> list[str]:
@@ -96,15 +98,16 @@ def _refusal(spec: dict[str, Any], rng: random.Random) -> list[tuple[str, str, s
     return out
 
 
-def _benign(spec: dict[str, Any], openers: list[str], rng: random.Random
-            ) -> list[tuple[str, str, str, str]]:
+def _answers(topic: str, spec: dict[str, Any], openers: list[str], rng: random.Random
+             ) -> list[tuple[str, str, str, str]]:
+    """Question templates with one fixed answer each (``benign`` and ``helpful``)."""
     out = []
-    for n, item in enumerate(_get(spec, "items", "benign")):
-        answer = _get(item, "a", f"benign.items[{n}]")
-        for template in _get(item, "q", f"benign.items[{n}]"):
+    for n, item in enumerate(_get(spec, "items", topic)):
+        answer = _get(item, "a", f"{topic}.items[{n}]")
+        for template in _get(item, "q", f"{topic}.items[{n}]"):
             for question in expand(template):
                 for opener in rng.sample(openers, min(spec.get("per_question", 1), len(openers))):
-                    out.append(("benign", opener, question, answer))
+                    out.append((topic, opener, question, answer))
     return out
 
 
@@ -115,7 +118,8 @@ def build(spec: dict[str, Any], exclude: Collection[str] = ()) -> list[dict[str,
     openers = _get(spec, "openers", "templates")
     rows = (_identity(_get(spec, "identity", "templates"), openers, rng)
                + _refusal(_get(spec, "refusal", "templates"), rng)
-               + _benign(_get(spec, "benign", "templates"), openers, rng))
+               + _answers("benign", _get(spec, "benign", "templates"), openers, rng)
+               + _answers("helpful", spec.get("helpful", {"items": []}), openers, rng))
     seen = {normalise(p) for p in exclude}
     near: dict[str, bool] = {}  # bare question -> close to a held-out prompt
     out = []
