@@ -123,9 +123,8 @@ def crawl_project(root: Path, max_records: int = 5) -> Path:
 
 
 @contextmanager
-def serving(folder: Path) -> Iterator[str]:
-    """Serve ``folder``'s files over HTTP on loopback; yields ``host:port``."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+def http_server(handler: Callable[..., Any]) -> Iterator[str]:
+    """A real HTTP server with ``handler`` on a free loopback port; yields ``host:port``."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -133,6 +132,11 @@ def serving(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serving(folder: Path) -> Any:
+    """Serve ``folder``'s files over HTTP on loopback (a context yielding ``host:port``)."""
+    return http_server(functools.partial(SimpleHTTPRequestHandler, directory=str(folder)))
 
 
 def crawl_over_http(tmp_path: Path, url_of: Callable[[str], str]) -> tuple[Path, str]:

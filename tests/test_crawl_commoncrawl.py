@@ -14,13 +14,13 @@ import http.server
 import io
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import http_server
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
@@ -72,14 +72,8 @@ class Server:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[str]:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
+        with http_server(self._handler()) as host:
+            yield f"http://{host}"
 
     def _handler(self) -> type[http.server.BaseHTTPRequestHandler]:
         owner = self

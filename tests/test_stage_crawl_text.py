@@ -9,13 +9,13 @@ import hashlib
 import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
 import pandas as pd
 import pytest
+from conftest import http_server
 
 from crawl2chat.crawl.index import INDEX_COLUMNS
 from crawl2chat.crawl.warc import WarcShardWriter
@@ -336,15 +336,8 @@ def test_bad_config_values_name_their_field(build, field):
 @contextlib.contextmanager
 def _http_server(folder: Path) -> Iterator[str]:
     """A real HTTP server on a free local port serving ``folder``."""
-    handler = functools.partial(QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(functools.partial(QuietHandler, directory=str(folder))) as host:
+        yield f"http://{host}"
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
