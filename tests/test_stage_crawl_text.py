@@ -373,6 +373,7 @@ def test_crawl_reads_urls_through_fsspec_and_records_what_it_read(sources, tmp_p
         blob = (sources / f"{file}.warc.gz").read_bytes()
         assert (row["bytes"], row["sha256"]) == (len(blob), hashlib.sha256(blob).hexdigest())
     assert "duplicate_record_id | 7" in (out / "report.md").read_text()  # the file:// copy
+    assert not (out / crawl.SEEN_IDS).exists()  # the ids on disk were scratch
 
 
 def test_malformed_input_is_counted_and_skipped_with_its_reason(tmp_path):

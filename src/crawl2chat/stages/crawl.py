@@ -22,7 +22,9 @@ WARC-Date); ``sources.json``, every input file read with its size and sha256 (fo
 the only fingerprint there is: DVC cannot track a remote file as a dependency; of the
 part read when ``max_records`` stopped early), whether it was read to its end, and its
 crawl id; ``report.md``. Damaged records, other record
-types, other media types, other statuses and repeated record ids are counted skips.
+types, other media types, other statuses and repeated record ids are counted skips
+(the ids copied so far are kept on disk, :mod:`crawl2chat.crawl.seen`: memory does not
+grow with the crawl).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from crawl2chat.crawl.crawler import Crawler
 from crawl2chat.crawl.headers import HTML_TYPES
 from crawl2chat.crawl.http_stream import HttpCfg, StreamFailed
 from crawl2chat.crawl.index import IndexWriter
+from crawl2chat.crawl.seen import SeenIds
 from crawl2chat.crawl.settings import CrawlerSettings, CrawlStats
 from crawl2chat.crawl.sources import Source, file_digest, open_remote
 from crawl2chat.crawl.warc import (
@@ -59,6 +62,7 @@ log = logging.getLogger("crawl2chat.crawl")
 
 INDEX = paths.CRAWL_INDEX
 SOURCES_FILE = "sources.json"
+SEEN_IDS = ".seen-ids.sqlite"  # scratch, deleted when the copy ends
 RAW_CRAWL = "raw/crawler-00000.warc.gz"
 SOURCES = ("warc", "crawler", "common_crawl")
 
@@ -136,7 +140,7 @@ def crawl_into(cfg: Cfg, out_dir: Path) -> tuple[Path, CrawlStats]:
     return raw, stats
 
 
-def skip_reason(response: WarcResponse, seen_ids: set[str]) -> str | None:
+def skip_reason(response: WarcResponse, seen_ids: Container[str]) -> str | None:
     """Why a response is not copied, or None to copy it."""
     if not 200 <= response.status < 300:
         return f"status:{response.status}"
@@ -170,7 +174,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     names = [s.name(root) for s in sources]
     stats = ReadStats()
     skipped: Counter[str] = Counter()
-    seen: set[str] = set()
+    seen = SeenIds(out_dir / SEEN_IDS)  # on disk: a crawl's ids outgrow memory
     index = IndexWriter(out_dir / INDEX)
     writer: WarcShardWriter | None = None
     tokens = 0
@@ -204,6 +208,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
         if writer is not None:
             writer.close()
         index.close()
+        seen.close()
     if not index.records:
         raise InputError(f"stage crawl: no HTML response record with status 2xx in "
                          f"{names} (skipped: "
