@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,9 @@ def test_dvc_repro_after_a_killed_stage_caches_only_the_complete_output(
     repro.wait(timeout=300)
     log.close()
     said = (tmp_path / "repro.log").read_text()
-    assert repro.returncode != 0 and "exited with -9" in said, said  # DVC saw it fail ...
+    # DVC saw it fail: "-9" when the shell exec'd the stage, "137" (128 + SIGKILL) when the
+    # shell stayed its parent (which one depends on the machine's /bin/sh) ...
+    assert repro.returncode != 0 and re.search(r"exited with (-9|137)\b", said), said
     assert _cache(root) == set() and not (root / "dvc.lock").exists()  # ... and kept nothing
     assert not out.exists()
     assert started  # Prefect's temporary API server at least, which outlives the kill
