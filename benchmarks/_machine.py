@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from crawl2chat.model.precision import read_cpuinfo
-
 # the flags that decide what a CPU's kernels can do: AVX2, AVX-512 (bf16 among them), AMX
 _ISA = re.compile(r"^(avx2|avx512\w*|amx\w*|fma)$")
 
@@ -49,6 +47,10 @@ def _gpu() -> str | None:
 
 def machine() -> dict[str, Any]:
     """The machine as a JSON-ready dict: CPU model and flags, cores, GPU, Python."""
+    # imported here, not at the top: worker processes that a benchmark spawns re-import
+    # the benchmark's main module, and torch would add a second to every worker's start
+    from crawl2chat.model.precision import read_cpuinfo
+
     model, flags = read_cpuinfo()
     flags = flags or frozenset()
     isa = sorted(f for f in flags if _ISA.match(f))

@@ -120,10 +120,20 @@ def _shared_api(kind: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def task_runner(cfg: RunnerCfg) -> Iterator[Any]:
-    """A started Prefect task runner for ``cfg``; closed (workers stopped) on exit."""
+def task_runner(cfg: RunnerCfg, warm_up: Callable[[], Any] | None = None) -> Iterator[Any]:
+    """A started Prefect task runner for ``cfg``; closed (workers stopped) on exit.
+
+    ``warm_up`` (no arguments) runs once per worker as the runner starts, for worker
+    processes only: a process pool starts its workers at the first submit, so without it
+    each worker's start (Python, imports, models: seconds) would only begin once the
+    caller has planned its first unit; with it, that start overlaps the planning.
+    """
     with _shared_api(cfg.kind), _new_runner(cfg) as runner:
+        warming = ([runner.submit(as_task(warm_up), {}) for _ in range(cfg.workers)]
+                   if warm_up is not None and cfg.kind != "threads" else [])
         yield runner
+        for future in warming:  # long done by now; a failure is raised, not lost
+            future.result()
 
 
 def as_task(fn: Callable[..., Any]) -> Any:

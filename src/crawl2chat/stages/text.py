@@ -44,7 +44,7 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -153,33 +153,40 @@ def _count(step: StepStats, tokens: np.ndarray, kept: np.ndarray) -> None:
 
 def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, float]:
     """Filter the crawl; metrics: records/tokens kept, docs_in, removed_<step>, mix_<lang>."""
-    slices: list[chunks.Slice]
-    if cfg.source is not None:
-        slices = list(text_sources.plan(cfg.source, cfg.chunk_records))
-        url_filter = None
-        (out_dir / SOURCE).write_text(json.dumps(text_sources.describe(cfg.source, slices),
-                                                 indent=2) + "\n")
-    else:
-        if in_dir is None:
-            raise InputError("stage text needs the crawl stage's output folder")
-        crawl_slices, hosts = _plan(in_dir, cfg.chunk_records)
-        slices = list(crawl_slices)
-        url_filter = _url_filter(cfg, hosts)
+    if cfg.source is None and in_dir is None:
+        raise InputError("stage text needs the crawl stage's output folder")
     unread = cfg.pii.names_unread(cfg.shares)
     if unread:
         logging.getLogger(__name__).warning(
             "text.pii: no NER model for %s in text.pii.ner_models: person names in them "
             "stay", ", ".join(unread))
-    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
-    try:
-        # a text source's slices name their own files: in_dir is then never read
-        return _run(cfg, in_dir or out_dir, out_dir, work, slices, url_filter)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # the workers start (imports, language model) while this process plans the slices
+    with parallel.task_runner(cfg.runner, warm_up=chunks.warm_up) as runner:
+        slices: list[chunks.Slice]
+        if cfg.source is not None:
+            slices = list(text_sources.plan(cfg.source, cfg.chunk_records))
+            url_filter = None
+            (out_dir / SOURCE).write_text(json.dumps(
+                text_sources.describe(cfg.source, slices), indent=2) + "\n")
+        else:
+            assert in_dir is not None
+            crawl_slices, hosts = _plan(in_dir, cfg.chunk_records)
+            slices = list(crawl_slices)
+            url_filter = _url_filter(cfg, hosts)
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+        try:
+            # a text source's slices name their own files: in_dir is then never read
+            written, rest = _run(cfg, in_dir or out_dir, out_dir, work, slices, url_filter,
+                                 runner)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return _finish(cfg, out_dir, *rest, written, len(slices))
 
 
 def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.Slice],
-         url_filter: UrlFilter | None) -> dict[str, float]:
+         url_filter: UrlFilter | None, runner: Any,
+         ) -> tuple[passes.Written, tuple[dict[str, StepStats], ReadStats, Removed, mix.Plan]]:
+    """Filter, dedup, mix and redact on ``runner``; what was written, and the counts."""
     from tqdm import tqdm
 
     read = ReadStats()
@@ -190,78 +197,77 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
     balance = cfg.balance_mix and "mix" not in cfg.skip_steps
     pii = PiiRedactor(**kwargs(cfg.pii))
     window = 4 * cfg.runner.workers  # units in flight: enough to keep every worker busy
-    with parallel.task_runner(cfg.runner) as runner:
-        units = ({"source": c, "number": i, "in_dir": in_dir, "cfg": cfg,
-                  "url_filter": url_filter, "work": work} for i, c in enumerate(slices))
-        for result in tqdm(parallel.map_ordered(runner, chunks.filter_slice, units, window),
-                           total=len(slices), desc="text", unit="slice", leave=False):
-            for name, record in result.stats.items():
-                stats[name].add(record)
-            read.add(result.read)
-            removed.add(result.removed, result.sample)
-            survivors.append(result.kept)
+    units = ({"source": c, "number": i, "in_dir": in_dir, "cfg": cfg,
+              "url_filter": url_filter, "work": work} for i, c in enumerate(slices))
+    for result in tqdm(parallel.map_ordered(runner, chunks.filter_slice, units, window),
+                       total=len(slices), desc="text", unit="slice", leave=False):
+        for name, record in result.stats.items():
+            stats[name].add(record)
+        read.add(result.read)
+        removed.add(result.removed, result.sample)
+        survivors.append(result.kept)
 
-        bands: list[Path] = []
+    bands: list[Path] = []
+    if dedup:
+        common = {"work": work, "slices": len(slices), "total": sum(survivors),
+                  "max_rows": cfg.dedup_sort_rows}
+        list(parallel.map_ordered(runner, passes.resolve_exact, [common], 1))
+        bands = list(parallel.map_ordered(
+            runner, passes.resolve_band,
+            ({**common, "band": b} for b in range(cfg.dedup.buckets)), window))
+
+    tally = mix.Tally()
+    for number, rows in enumerate(survivors):
+        meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
+                             columns=META)
+        codes = (passes.dedup_reasons(work, number, rows, bands) if dedup
+                 else np.zeros(rows, dtype=np.int8))
+        np.save(chunks.work_file(work, "dedup", number), codes)
+        tokens = meta["tokens"].to_numpy()
         if dedup:
-            common = {"work": work, "slices": len(slices), "total": sum(survivors),
-                      "max_rows": cfg.dedup_sort_rows}
-            list(parallel.map_ordered(runner, passes.resolve_exact, [common], 1))
-            bands = list(parallel.map_ordered(
-                runner, passes.resolve_band,
-                ({**common, "band": b} for b in range(cfg.dedup.buckets)), window))
+            _count(stats["dedup"], tokens, codes == 0)
+            why = {passes.EXACT: "dedup:exact", passes.MINHASH: "dedup:minhash"}
+            drop(removed, meta, codes != 0, [why.get(int(c), "") for c in codes],
+                  work, number)
+        fresh = codes == 0
+        langs = meta["lang"].to_pylist()
+        tally.add([lang for lang, f in zip(langs, fresh, strict=True) if f],
+                  mix.ranks(meta["doc_id"].filter(pa.array(fresh)).to_pylist()),
+                  meta["chars"].to_numpy()[fresh])
 
-        tally = mix.Tally()
-        for number, rows in enumerate(survivors):
-            meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
-                                 columns=META)
-            codes = (passes.dedup_reasons(work, number, rows, bands) if dedup
-                     else np.zeros(rows, dtype=np.int8))
-            np.save(chunks.work_file(work, "dedup", number), codes)
+    plan = mix.plan(tally, cfg.shares)
+    for number in range(len(slices)):
+        meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
+                             columns=META)
+        fresh = np.load(chunks.work_file(work, "dedup", number)) == 0
+        langs = meta["lang"].to_pylist()
+        keep = fresh.copy()
+        if balance:
+            keep &= plan.keep(langs, mix.ranks(meta["doc_id"].to_pylist()))
             tokens = meta["tokens"].to_numpy()
-            if dedup:
-                _count(stats["dedup"], tokens, codes == 0)
-                why = {passes.EXACT: "dedup:exact", passes.MINHASH: "dedup:minhash"}
-                drop(removed, meta, codes != 0, [why.get(int(c), "") for c in codes],
-                      work, number)
-            fresh = codes == 0
-            langs = meta["lang"].to_pylist()
-            tally.add([lang for lang, f in zip(langs, fresh, strict=True) if f],
-                      mix.ranks(meta["doc_id"].filter(pa.array(fresh)).to_pylist()),
-                      meta["chars"].to_numpy()[fresh])
+            _count(stats["mix"], tokens[fresh], keep[fresh])
+            drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
+                  work, number)
+        np.save(chunks.work_file(work, "keep", number), keep)
 
-        plan = mix.plan(tally, cfg.shares)
-        for number in range(len(slices)):
-            meta = pq.read_table(chunks.work_file(work, "survivors", number, "parquet"),
-                                 columns=META)
-            fresh = np.load(chunks.work_file(work, "dedup", number)) == 0
-            langs = meta["lang"].to_pylist()
-            keep = fresh.copy()
-            if balance:
-                keep &= plan.keep(langs, mix.ranks(meta["doc_id"].to_pylist()))
-                tokens = meta["tokens"].to_numpy()
-                _count(stats["mix"], tokens[fresh], keep[fresh])
-                drop(removed, meta, fresh & ~keep, [f"mix:{lang}" for lang in langs],
-                      work, number)
-            np.save(chunks.work_file(work, "keep", number), keep)
-
-        written = passes.Written()
-        shards = ShardWriter(out_dir, DOCUMENTS, DOC_SCHEMA, cfg.shard_rows)
-        if "pii" in cfg.skip_steps:  # only a copy is left: not worth a task per slice
-            finals = (passes.redact_slice(work, n, None) for n in range(len(slices)))
-        else:
-            finals = parallel.map_ordered(runner, passes.redact_slice, (
-                {"work": work, "number": n, "pii": pii} for n in range(len(slices))), window)
-        for number, done in enumerate(finals):
-            final = chunks.work_file(work, "final", number, "parquet")
-            shards.write(pq.read_table(final))  # in crawl order; one shard in memory at most
-            final.unlink()
-            written.pii.update(done.pii)
-            written.stats.add(done.stats)
-            written.chars.update(done.chars)
-            written.docs.update(done.docs)
-            written.words += done.words
-            written.rows += done.rows
-        shards.close()
+    written = passes.Written()
+    shards = ShardWriter(out_dir, DOCUMENTS, DOC_SCHEMA, cfg.shard_rows)
+    if "pii" in cfg.skip_steps:  # only a copy is left: not worth a task per slice
+        finals = (passes.redact_slice(work, n, None) for n in range(len(slices)))
+    else:
+        finals = parallel.map_ordered(runner, passes.redact_slice, (
+            {"work": work, "number": n, "pii": pii} for n in range(len(slices))), window)
+    for number, done in enumerate(finals):
+        final = chunks.work_file(work, "final", number, "parquet")
+        shards.write(pq.read_table(final))  # in crawl order; one shard in memory at most
+        final.unlink()
+        written.pii.update(done.pii)
+        written.stats.add(done.stats)
+        written.chars.update(done.chars)
+        written.docs.update(done.docs)
+        written.words += done.words
+        written.rows += done.rows
+    shards.close()
     stats["pii"].add(written.stats)
     removed.close(out_dir, pii)
     if not written.rows:
@@ -269,11 +275,11 @@ def _run(cfg: Cfg, in_dir: Path, out_dir: Path, work: Path, slices: list[chunks.
                          f"({read.responses} in, removed: "
                          f"{dict(removed.by_reason.most_common())}); "
                          f"check text.languages and the filter settings")
-    return _finish(cfg, out_dir, stats, read, removed, written, plan, len(slices))
+    return written, (stats, read, removed, plan)
 
 
 def _finish(cfg: Cfg, out_dir: Path, stats: dict[str, StepStats], read: ReadStats,
-            removed: Removed, written: passes.Written, plan: mix.Plan,
+            removed: Removed, plan: mix.Plan, written: passes.Written,
             slices: int) -> dict[str, float]:
     """counts.json, the report and the stage's metrics."""
     languages = mix.report(cfg.shares, plan.effective if plan.effective else cfg.shares,

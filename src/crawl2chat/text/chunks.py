@@ -8,6 +8,7 @@ the stage's settings and a work folder on disk. Out:
 - :func:`plan` cuts every shard into near-equal runs of consecutive records, at most
   ``chunk_records`` each, in crawl order. The cut depends on the index and
   ``chunk_records`` only, never on the worker count, so neither does the output.
+- :func:`warm_up` loads the extractor and the language model in a worker process.
 - :func:`filter_slice` reads one slice (anything with ``pages()``, a :class:`Slice`:
   a :class:`Chunk` of WARC records or a :class:`~crawl2chat.text.sources.Slice` of
   already extracted text, which skips the URL filter and extraction), passes each page
@@ -43,7 +44,7 @@ from crawl2chat.text.dedup import hash_words, text_hash
 from crawl2chat.text.extract import Extraction
 from crawl2chat.text.fineweb import FineWebRules
 from crawl2chat.text.gopher import GopherQuality, GopherRepetition
-from crawl2chat.text.langid import Language
+from crawl2chat.text.langid import Language, language_model
 from crawl2chat.text.minhash import MinHasher
 from crawl2chat.text.recipe import Cfg, kwargs
 from crawl2chat.text.shards import DOC_SCHEMA
@@ -155,6 +156,14 @@ Ranked = list[tuple[int, dict[str, Any]]]
 def lowest(candidates: Ranked, n: int) -> Ranked:
     """The ``n`` lowest-ranked of ``candidates`` (rank first; ties by doc_id)."""
     return sorted(candidates, key=lambda c: (c[0], c[1]["doc_id"]))[:n]
+
+
+def warm_up() -> None:
+    """Load what every slice needs once per worker process (the extractor, the language
+    model), so that the first slice does not wait for it (see ``parallel.task_runner``)."""
+    import trafilatura  # noqa: F401  (an import of seconds, cached for the process)
+
+    language_model()
 
 
 def filter_slice(source: Slice, number: int, in_dir: Path, cfg: Cfg,
