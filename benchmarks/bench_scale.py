@@ -13,6 +13,10 @@ processes), ``stage_process_peak_mib`` the stage process alone. One Prefect API
 server, started here before the first size, serves every stage run (as a
 pipeline's server would), so its start and memory are in no stage's figures.
 
+The crawl+text child then runs the text stage's quality gate on the output, as the
+pipeline does after every stage: ``text_gate_s`` is its time (in ``wall_s``, not in
+``processing_s``), and its memory counts in that child's peak.
+
 ``cpu_s`` is the CPU time of a stage's process tree (user + system): with
 ``bench_wall_s`` and the load average it tells a slow run on a shared machine from a
 slow stage (``stages_cpu_s`` / cores is about the wall time on free cores).
@@ -124,7 +128,8 @@ def stage(kind: str, source: Path, out: Path, workers: int, shard_rows: int) -> 
                   None, out / "crawl")
         section = {**params["text"], "shard_rows": shard_rows,
                    "runner": {"kind": "processes", "workers": workers}}
-        text.run(build(text.Cfg, section, "text"), out / "crawl", out / "text")
+        cfg = build(text.Cfg, section, "text")
+        text.run(cfg, out / "crawl", out / "text")
     else:
         (out / "tokens").mkdir()
         section = {**params["tokens"], **TOKENS_SETTINGS,
@@ -132,6 +137,13 @@ def stage(kind: str, source: Path, out: Path, workers: int, shard_rows: int) -> 
         tokens.run(build(tokens.Cfg, section, "tokens"), out / "text", out / "tokens")
     (out / f"processing-{kind}.json").write_text(json.dumps(
         {"processing_s": time.perf_counter() - started}))
+    if kind == "text":  # its quality gate, in the same process (its memory in the peak)
+        from crawl2chat.quality import gate
+
+        started = time.perf_counter()
+        gate("text", out / "text", cfg)
+        (out / "gate-text.json").write_text(json.dumps(
+            {"text_gate_s": time.perf_counter() - started}))
 
 
 def measure(kind: str, source: Path, out: Path, workers: int, shard_rows: int,
@@ -158,8 +170,11 @@ def measure(kind: str, source: Path, out: Path, workers: int, shard_rows: int,
     if child.returncode:
         raise SystemExit(f"stage {kind} failed:\n{err.decode()[-3000:]}")
     processing = json.loads((out / f"processing-{kind}.json").read_text())["processing_s"]
+    gate = out / f"gate-{kind}.json"
     return {"wall_s": round(time.perf_counter() - started, 2),
             "processing_s": round(processing, 2),
+            **({"text_gate_s": round(json.loads(gate.read_text())["text_gate_s"], 2)}
+               if gate.is_file() else {}),
             "cpu_s": round(_children_cpu_s() - cpu, 2),
             "peak_rss_mib": round(peak / 2**20, 1),
             "stage_process_peak_mib": round(own / 2**20, 1)}

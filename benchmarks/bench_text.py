@@ -23,7 +23,10 @@ Scaling from one worker to two is measured between runs that both start fresh wo
 processes (``ours_2_vs_1_process_speedup``): the in-process run is warm, so against it
 two workers also pay the workers' start (imports, models). ``--scale K`` replicates the
 sample K times (distinct URLs and texts, as ``bench_scale.py`` does), so that fixed start
-weighs less; ``--no-datatrove`` times ours alone.
+weighs less; ``--no-datatrove`` times ours alone. ``cpu_s`` splits each of our runs' CPU
+time by process: the stage's own (orchestrating) process, its worker processes and
+Prefect's API server; on a machine with as many cores as workers, what the first and
+the last use is taken from the workers.
 
     python benchmarks/bench_text.py [--records N] [--repeats 3] [--scale K] [--no-datatrove]
 """
@@ -31,11 +34,15 @@ weighs less; ``--no-datatrove`` times ours alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -76,17 +83,43 @@ def crawl_sample(out: Path, records: int | None, scale: int) -> tuple[Path, int,
     return out, len(index), html
 
 
+def _cpu_s(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def _live_children_cpu_s() -> dict[int, float]:
+    """CPU seconds so far of this process's running descendants (Prefect's API server)."""
+    seconds = {}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            seconds[child.pid] = times.user + times.system
+    return seconds
+
+
 def ours(crawl_dir: Path, out: Path, workers: int, kind: str) -> dict[str, Any]:
-    """One run of our stage (``kind``: its runner); its kept page ids and per-step drops."""
+    """One run of our stage (``kind``: its runner): its kept page ids, per-step drops and
+    where the CPU time went: this process (the stage's orchestration: planning, Prefect
+    submitting the tasks, shards, report; and the steps themselves with threads), the
+    worker processes (ended and waited for, so counted in RUSAGE_CHILDREN) and the other
+    processes still running (Prefect's API server)."""
     cfg = build(text.Cfg, {**SETTINGS, "runner": {"kind": kind, "workers": workers}}, "text")
     out.mkdir(parents=True)
+    self0, ended0 = (_cpu_s(resource.getrusage(who)) for who in (resource.RUSAGE_SELF,
+                                                                 resource.RUSAGE_CHILDREN))
+    live0 = _live_children_cpu_s()
     text.run(cfg, crawl_dir, out)
+    live = sum(s - live0.get(pid, 0.0) for pid, s in _live_children_cpu_s().items())
+    cpu = {"stage_process": _cpu_s(resource.getrusage(resource.RUSAGE_SELF)) - self0,
+           "worker_processes": _cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - ended0,
+           "prefect_api_server": live}
     counts = json.loads((out / text.COUNTS).read_text())
     kept = set(read_frame(out, columns=["doc_id"])["doc_id"])
     return {"kept": kept, "dropped": {r["name"]: r["docs_in"] - r["docs_out"]
                                       for r in counts["steps"] if r["name"] in STEPS},
             "steps_s": {r["name"]: round(r["seconds"], 2) for r in counts["steps"]
-                        if r["name"] in STEPS}}
+                        if r["name"] in STEPS},
+            "cpu_s": {k: round(v, 2) for k, v in cpu.items()}}
 
 
 def _reader(crawl_dir: str):
@@ -241,6 +274,7 @@ def main() -> None:
             "machine": machine(), "input": {"pages": pages, "html_mb": round(html / 1e6, 2),
                                             "scale": args.scale},
             "agreement": agree, "wall_s": {name: spread(t, 2) for name, t in times.items()},
+            "cpu_s": {name: last[name]["cpu_s"] for name in ("ours_1", "ours_1p", "ours_2")},
             "ours_2_vs_1_process_speedup": ratio(times["ours_1p"], times["ours_2"]),
             "ours_2_vs_1_in_process_speedup": ratio(times["ours_1"], times["ours_2"]),
         }, indent=2))
@@ -268,6 +302,9 @@ def main() -> None:
         # seconds inside each step, summed over workers (last round; the rest of the wall
         # time is reading, writing, the executor and, for ours, Prefect and the report)
         "steps_s": {name: last[name]["steps_s"] for name in ("ours_1", "datatrove_1")},
+        # CPU seconds of our runs (last round) by process: the stage's own process, its
+        # worker processes, Prefect's API server
+        "cpu_s": {name: last[name]["cpu_s"] for name in ("ours_1", "ours_1p", "ours_2")},
         "ours_2_vs_1_process_speedup": ratio(times["ours_1p"], times["ours_2"]),
         "ours_2_vs_1_in_process_speedup": ratio(times["ours_1"], times["ours_2"]),
     }, indent=2))

@@ -21,6 +21,8 @@ left (the quality gate asks it for the pattern kinds: none may be).
   (:mod:`crawl2chat.text.pii_address_intl`), in any document.
 
 Where matches overlap, e-mail/IP/phone win over addresses, and addresses over names.
+A replacement can turn what stood beside it into a new e-mail/IP/phone match, so those
+kinds are looked for again in the result until none is left (at most ``MAX_PASSES``).
 Replacement (``mode``): ``placeholder`` writes ``<EMAIL>``, ``<IP>``, ``<PHONE>``,
 ``<PERSON>``, ``<ADDRESS>``; ``fake`` writes realistic values that are nobody's
 (example.com addresses, documentation IP ranges, 555-01xx numbers, invented names and
@@ -60,6 +62,7 @@ IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|[01]?[0-9][0-9]?)\.){3}"
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 KINDS = ("EMAIL", "IP", "PHONE", "ADDRESS", "PERSON")  # overlap priority, first wins
 PATTERN_KINDS = ("EMAIL", "IP", "PHONE")  # what the quality gate checks
+MAX_PASSES = 8  # of redaction: each pass replaces what the last one's replacements made
 FIRST = ("Alex", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
          "Robin", "Dana", "Kim", "Lee", "Sam", "Chris", "Pat")
 LAST = ("Miller", "Carter", "Brooks", "Hayes", "Porter", "Reed", "Ellis", "Foster", "Grant",
@@ -151,18 +154,30 @@ class PiiRedactor(PiiCfg):
             raise ValueError(f"redact_many: {len(texts)} texts but {len(langs)} languages "
                              f"and {len(urls)} URLs")
         out = []
-        for text, spans in zip(texts, self._spans_many(texts, langs, urls, KINDS),
-                               strict=True):
+        for text, spans, lang, url in zip(texts, self._spans_many(texts, langs, urls, KINDS),
+                                          langs, urls, strict=True):
             counts: Counter[str] = Counter()
-            pieces: list[str] = []
-            last = 0
-            for start, end, kind in spans:
-                pieces += [text[last:start], self._replacement(kind, text[start:end])]
-                counts[kind] += 1
-                last = end
-            pieces.append(text[last:])
-            out.append(("".join(pieces), counts))
+            for _ in range(MAX_PASSES):
+                # a replacement can make a new match of what was beside it ("0 2021-08-09
+                # 02:02 0 2021-08-09" loses a phone number, and its first half reads as
+                # another): the pattern kinds are looked for again until none is left
+                text = self._replace(text, spans, counts)
+                spans = self._choose(text, set(PATTERN_KINDS) & set(self.enabled()), [],
+                                     lang, url) if spans else []
+                if not spans:
+                    break
+            out.append((text, counts))
         return out
+
+    def _replace(self, text: str, spans: list[Span], counts: Counter[str]) -> str:
+        pieces: list[str] = []
+        last = 0
+        for start, end, kind in spans:
+            pieces += [text[last:start], self._replacement(kind, text[start:end])]
+            counts[kind] += 1
+            last = end
+        pieces.append(text[last:])
+        return "".join(pieces)
 
     def _replacement(self, kind: str, original: str) -> str:
         if self.mode == "placeholder":
