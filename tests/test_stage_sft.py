@@ -400,3 +400,46 @@ def test_a_frozen_fine_tune_changes_only_the_trainable_layers(trained: dict,
     assert metrics["steps"] == sft.steps_for(1.0, rows, cfg.train) < 1000
     assert metrics["trainable_params"] < metrics["params"]
     assert "parameters trained: " in (out / "report.md").read_text()
+
+
+def test_midtraining_learns_every_token_first_then_the_assistants(trained: dict,
+                                                                   tmp_path: Path) -> None:
+    """``midtrain_steps``: a first fit whose targets are every token of the conversations,
+    logged apart, then the fine-tune on the assistant's tokens alone."""
+    cfg = dataclasses.replace(
+        trained["cfg"], midtrain_steps=12,
+        eval=dataclasses.replace(trained["cfg"].eval, conversations=2, prompts=[], harmful=None,
+                                 benign=None, identity=None, min_distinct_replies=0.0),
+        train=dataclasses.replace(trained["cfg"].train, max_steps=8, eval_every=1000))
+    fits: list[tuple[Any, int]] = []
+    real_fit = train_module.fit
+
+    def spy_fit(model: GPT, train: Any, val: Any, fit_cfg: TrainCfg, *args: Any,
+                **kwargs: Any) -> Any:
+        fits.append((train, fit_cfg.max_steps))
+        return real_fit(model, train, val, fit_cfg, *args, **kwargs)
+
+    out = tmp_path / "sft"
+    out.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "fit", spy_fit)
+        metrics = sft.run(cfg, trained["root"] / "base", out)
+    (mid, mid_steps), (tune, tune_steps) = fits
+    assert (mid_steps, tune_steps) == (12, 8)
+    tok, pad = trained["tok"], trained["tok"].special_id("<|pad|>")
+    for row in mid.rows:  # every token after the first is a target, up to the padding
+        ids, targets = row["input_ids"].tolist(), row["targets"].tolist()
+        length = next((i for i, t in enumerate(ids) if t == pad), len(ids))
+        assert all(t != IGNORE for t in targets[:length - 1])
+    learned = tok.decode([t for row in mid.rows for t in row["targets"].tolist() if t != IGNORE])
+    assert "<|user_start|>" in learned and "What is" in learned  # the questions too
+    plain = trained["seen"]["train"].rows  # the fine-tune's rows are as without it
+    assert len(tune.rows) == len(plain) and all(
+        torch.equal(a[k], b[k]) for a, b in zip(tune.rows, plain, strict=True) for k in a)
+    logged = [json.loads(line) for line in (out / sft.MIDTRAIN_DIR / "train_log.jsonl")
+              .read_text().splitlines()]
+    assert max(r["step"] for r in logged) == 12
+    assert metrics["midtrain_steps"] == 12 and metrics["steps"] == 8
+    assert "First midtrained for 12 steps" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="midtrain_steps"):
+        dataclasses.replace(cfg, midtrain_steps=-1)

@@ -121,7 +121,8 @@ def _row(ids: list[int], mask: list[int], block_size: int, pad: int) -> dict[str
 
 
 def to_examples(conversations: Iterable[Messages], tok: Tokenizer, block_size: int,
-                stats: Counter[str] | None = None) -> list[dict[str, torch.Tensor]]:
+                stats: Counter[str] | None = None, every_token: bool = False,
+                ) -> list[dict[str, torch.Tensor]]:
     """Training rows of ``block_size`` tokens from whole conversations.
 
     A row packs consecutive conversations (each from its own ``<|bos|>``) while they fit,
@@ -130,7 +131,8 @@ def to_examples(conversations: Iterable[Messages], tok: Tokenizer, block_size: i
     ``<|bos|>`` into the previous conversation, as it did across documents in
     pretraining.) A conversation longer than a row is split at turn boundaries (see
     :func:`chunks`). ``stats`` receives the counts: conversations, split_conversations,
-    dropped_conversations, dropped_exchanges, rows, assistant_tokens.
+    dropped_conversations, dropped_exchanges, rows, assistant_tokens. ``every_token``
+    makes every token after a row's first a target (midtraining), not only the assistant's.
     """
     stats = Counter() if stats is None else stats
     conversations = list(conversations)
@@ -150,6 +152,8 @@ def to_examples(conversations: Iterable[Messages], tok: Tokenizer, block_size: i
             stats["split_conversations"] += 1
         for piece in pieces:
             piece_ids, piece_mask = _join(piece, tok)
+            if every_token:
+                piece_mask = [1] * len(piece_mask)
             if ids and len(ids) + len(piece_ids) > block_size + 1:
                 rows.append(_row(ids, mask, block_size, pad))
                 ids, mask = [], []

@@ -82,10 +82,15 @@ def write_report(out_dir: Path, metrics: dict[str, Any], replies: list[dict[str,
     trained = "all" if train_layers == "all" else (
         f"{int(m['trainable_params']):,} of {int(m['params']):,} (train_layers "
         f"{train_layers})")
+    midtrained = (f"First midtrained for {int(m['midtrain_steps'])} steps "
+                  f"({m['midtrain_time_s']:.0f} s) on the same conversations with the loss "
+                  f"on every token (held-out loss {_fmt(m['midtrain_val_loss'])}; "
+                  f"`midtrain/loss_curve.png`). " if m.get("midtrain_steps") else "")
     lines = [
         "# SFT: chat model",
         "",
-        f"Fine-tuned from `models/base` for {int(m['steps'])} steps, {m['epochs']:.1f} passes "
+        midtrained + f"Fine-tuned from `models/base` for {int(m['steps'])} steps, "
+        f"{m['epochs']:.1f} passes "
         f"({m['train_time_s']:.0f} s), on {int(m['records']):,} conversations "
         f"({int(m['trained_conversations']):,} with repeats: {int(m['tokens']):,} assistant "
         f"tokens in {int(m['rows']):,} rows of {int(m['block_size'])} tokens) from "

@@ -49,6 +49,7 @@ from crawl2chat.model.config import TrainCfg
 log = logging.getLogger("crawl2chat.sft")
 EVAL_FILE = "eval.json"
 REPLIES_FILE = "replies.jsonl"
+MIDTRAIN_DIR = "midtrain"  # the midtraining phase's train log and loss curve
 BASE_REPLIES_FILE = "base_replies.json"  # the base model on sft.eval.prompts, before SFT
 
 
@@ -68,6 +69,10 @@ class Cfg:
     block_size: int | None = None  # row length; null = the base model's context
     train: TrainCfg = field(default_factory=TrainCfg)
     epochs: float | None = None  # passes over the training rows; sets train.max_steps
+    # steps before fine-tuning with the loss on every token of the same conversations
+    # (questions, turn markers and answers: nanochat's midtraining), then train.max_steps
+    # on the assistant's tokens alone; 0 = none
+    midtrain_steps: int = 0
     # what is trained: all | last_N (the last N blocks + final norm) | a list of name
     # patterns (fnmatch) such as ["transformer.h.3.*"]; the rest is frozen
     train_layers: str | list[str] = "all"
@@ -86,11 +91,33 @@ class Cfg:
                               f"got {self.heldout_fraction}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"sft.epochs must be > 0 or null, got {self.epochs}")
+        if self.midtrain_steps < 0:
+            raise ConfigError(f"sft.midtrain_steps must be >= 0, got {self.midtrain_steps}")
         layers = self.train_layers
         if isinstance(layers, str) and layers != "all" and not (
                 layers.startswith("last_") and layers[5:].isdigit() and int(layers[5:]) > 0):
             raise ConfigError(f"sft.train_layers: all, last_N (N >= 1) or a list of parameter "
                               f"name patterns, got {layers!r}")
+
+
+def _midtrain(cfg: Cfg, model: Any, tok: Any, train: list[Any], heldout: list[Any],
+              block_size: int, train_cfg: TrainCfg, out_dir: Path) -> dict[str, float]:
+    """``cfg.midtrain_steps`` steps on every token of the training conversations, logged
+    to ``out_dir/midtrain`` (its own loss curve); its metrics, none when it is off."""
+    if not cfg.midtrain_steps:
+        return {}
+    from crawl2chat.model.train import fit
+
+    rows = to_examples([c.as_messages() for c in train], tok, block_size, every_token=True)
+    heldout_rows = to_examples([c.as_messages() for c in heldout], tok, block_size,
+                               every_token=True)
+    folder = out_dir / MIDTRAIN_DIR
+    folder.mkdir()
+    fitted = fit(model, Rows(rows), Rows(heldout_rows),
+                 dataclasses.replace(train_cfg, max_steps=cfg.midtrain_steps), folder)
+    return {"midtrain_steps": float(fitted["steps"]),
+            "midtrain_val_loss": float(fitted["val_loss"]),
+            "midtrain_time_s": float(fitted["train_time_s"])}
 
 
 def resolve(cfg: Cfg, root: Path) -> Cfg:
@@ -204,6 +231,8 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
     before = [{"prompt": p, "reply": reply(model, tok, [{"role": "user", "content": p}],
                                            cfg.eval, i).text()}
               for i, p in enumerate(cfg.eval.prompts)]
+    midtrained = _midtrain(cfg, model, tok, train, heldout, block_size, train_cfg, out_dir)
+    model.to(device)
     fitted = fit(model, Rows(rows), Rows(heldout_rows), train_cfg, out_dir,
                  sample_fn=(lambda m: [reply(m, tok, [{"role": "user", "content": p}], cfg.eval,
                                              0).text() for p in cfg.eval.prompts[:2]]),
@@ -231,6 +260,7 @@ def run(cfg: Cfg, in_dir: Path | None, out_dir: Path) -> dict[str, Any]:
         "dropped_exchanges": float(stats["dropped_exchanges"]),
         **{f"skipped_{reason}": float(loaded.skipped[reason]) for reason in SKIP_REASONS},
         **{k: v for k, v in fitted.items() if k != "tokens"},
+        **midtrained,
     }
     save_model(model, tok, out_dir, extra={"stage": "sft", "block_size_trained": block_size,
                                           "heldout_loss": heldout_loss,
